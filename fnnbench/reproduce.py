@@ -1,0 +1,150 @@
+"""Reproduce the lecture's claims with one command: every claim sweep, then the report.
+
+    python -m fnnbench.reproduce                 # every claim in sweeps/, full profile
+    python -m fnnbench.reproduce --quick         # fewer seeds, a smaller grid, same code paths
+    python -m fnnbench.reproduce relu_faster xor_single_neuron --jobs 2
+
+Each claim sweep runs as ``python -m fnnbench sweep=<id>`` in its own process with Hydra's
+joblib launcher over ``--jobs`` workers (default: the machine's cores), against the embedded
+MLflow store ``./mlflow.db`` unless ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` says
+otherwise. Finished jobs are skipped (tracking.skip_finished), so an interrupted reproduction
+is finished by running the same command again. One line per sweep, a progress bar over its
+jobs, the wall time at the end; then ``python -m fnnbench.report`` writes the markdown pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fnnbench.claims import load_claims
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+SWEEPS_DIR = REPO_DIR / "sweeps"
+JOB_LINE = re.compile(r"^fnnbench: (skipped |job .* failed|.*: (reached_target|max_epochs|"
+                      r"converged|diverged),)")
+
+
+def count_jobs(overrides: list[str]) -> int:
+    """Number of jobs a sweep command line expands to (product of the swept axes)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from fnnbench.preflight import CONF_DIR, _parse
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        first = [o for o in overrides if o.startswith("sweep=")]
+        cfg = compose("config", overrides=first, return_hydra_config=True)
+        params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {})
+    GlobalHydra.instance().clear()
+    axes: dict[str, int] = {}
+    for o in _parse([f"{k}={v}" for k, v in params.items()] + overrides):
+        key = o.get_key_element()
+        axes[key] = len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
+    n = 1
+    for v in axes.values():
+        n *= v
+    return n
+
+
+def run_sweep(claim, *, quick: bool, jobs: int, env: dict, extra: list[str]) -> dict:
+    """Run one claim sweep in a subprocess; return counts and wall time."""
+    from tqdm import tqdm
+
+    overrides = [f"sweep={claim.id}", *(claim.quick if quick else []), *extra]
+    if jobs > 1:
+        overrides += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    total = count_jobs([o for o in overrides if not o.startswith("hydra")])
+    cmd = [sys.executable, "-m", "fnnbench", *overrides]
+    t0 = time.perf_counter()
+    counts = {"jobs": total, "done": 0, "skipped": 0, "failed": 0, "diverged": 0}
+    tail: list[str] = []
+    show_bar = sys.stderr.isatty()
+    with tqdm(total=total, desc=claim.id, unit="job", disable=not show_bar, leave=False) as bar:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail = (tail + [line])[-20:]
+            if not JOB_LINE.match(line):
+                continue
+            counts["done"] += 1
+            if line.startswith("fnnbench: skipped"):
+                counts["skipped"] += 1
+            elif " failed" in line:
+                counts["failed"] += 1
+            elif ": diverged," in line:
+                counts["diverged"] += 1
+            bar.update(1)
+        rc = proc.wait()
+    counts["seconds"] = time.perf_counter() - t0
+    counts["returncode"] = rc
+    counts["tail"] = tail
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fnnbench.reproduce", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("claims", nargs="*", help="claim ids (default: every file in sweeps/)")
+    ap.add_argument("--quick", action="store_true",
+                    help="the quick profile: each claim's `quick` overrides (fewer seeds, a "
+                         "smaller grid); what CI runs")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="parallel worker processes per sweep (default: cores)")
+    ap.add_argument("--tracking-uri", default=None,
+                    help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ap.add_argument("--out", default=str(REPO_DIR / "reports"),
+                    help="report folder (default: the repo's reports/)")
+    ap.add_argument("--no-report", action="store_true", help="run the sweeps only")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra Hydra override for every sweep (repeatable)")
+    args = ap.parse_args(argv)
+
+    try:
+        claims = load_claims(SWEEPS_DIR, ids=args.claims or None)
+    except ValueError as err:
+        print(f"fnnbench.reproduce: error: {err}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    if args.tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    uri = env.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    profile = "quick" if args.quick else "full"
+    print(f"fnnbench.reproduce: {len(claims)} claims, {profile} profile, {args.jobs} workers, "
+          f"store {uri}", flush=True)
+    t0 = time.perf_counter()
+    failed_sweeps = []
+    for claim in claims:
+        c = run_sweep(claim, quick=args.quick, jobs=args.jobs, env=env, extra=args.override)
+        status = "ok" if c["returncode"] == 0 else f"exit {c['returncode']}"
+        print(f"  {claim.id:<24} {c['done']:>4}/{c['jobs']} jobs  skipped {c['skipped']:>4}  "
+              f"failed {c['failed']:>3}  diverged {c['diverged']:>3}  {c['seconds']:7.1f} s  "
+              f"{status}", flush=True)
+        if c["returncode"] != 0:
+            failed_sweeps.append(claim.id)
+            print("    " + "\n    ".join(c["tail"][-8:]), file=sys.stderr)
+    wall = time.perf_counter() - t0
+    print(f"fnnbench.reproduce: sweeps done in {wall:.1f} s ({wall / 60:.1f} min)", flush=True)
+    if not args.no_report:
+        cmd = [sys.executable, "-m", "fnnbench.report", "--tracking-uri", uri, "--out", args.out]
+        if args.claims:
+            cmd += ["--claims", *args.claims]
+        rc = subprocess.call(cmd, env=env)
+        if rc != 0:
+            print(f"fnnbench.reproduce: the report failed (exit {rc})", file=sys.stderr)
+            return rc
+    print(f"fnnbench.reproduce: total {time.perf_counter() - t0:.1f} s", flush=True)
+    return 1 if failed_sweeps else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
