@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fnnbench.nn import ACTIVATIONS, LOSSES
+from fnnbench.nn import HIDDEN_ACTIVATIONS, LOSSES
 from fnnbench.nn.init import INITIALIZERS
 from fnnbench.optim import UPDATE_RULES
 
@@ -219,7 +219,7 @@ def validate(cfg: DictConfig) -> None:
         _check_keys(section, c[section], rules)
 
     act = c["activation"]
-    choice(*sorted(ACTIVATIONS))("activation.name", act.get("name"))
+    choice(*sorted(HIDDEN_ACTIVATIONS))("activation.name", act.get("name"))
     _check_keys("activation", act, {"name": text, **ACTIVATION_KEYS.get(act["name"], {})})
 
     loss = c["loss"]

@@ -1,0 +1,417 @@
+"""Activation functions: the non-linearity ``a = f(z)`` of a layer and its derivative.
+
+One interface for the family:
+
+- ``f(z) -> a``: the activation, elementwise, same shape as ``z`` (maxout: ``(..., k*m) ->
+  (..., m)``; softmax: row-wise over the last axis);
+- ``df(z) -> f'(z)``: the elementwise derivative, same shape as ``z`` (maxout: the 0/1 mask of
+  the winning piece; softmax: the full Jacobian, see :class:`Softmax`);
+- ``backward(da, z, a) -> delta = dJ/dz``: the chain rule ``delta = f'(z) (.) da`` given
+  ``da = dJ/da`` and what the forward pass computed (``z`` and ``a = f(z)``); it may write
+  into ``da``;
+- ``name`` (the registry key) and ``bounds`` (``(lo, hi)`` of a saturating unit, else None).
+
+Every function is vectorised and numerically safe for ``|z|`` up to 1e4 in float32 and
+float64: no overflow, underflow or invalid-value warnings and no NaN, because every ``exp``
+is taken of an argument clipped to ``[-cap, 0]`` (``cap`` just above the log of the
+smallest normal number, so the clipping changes no result by more than ~1e-300).
+
+At a kink the derivative takes the value of the right-hand branch, as in the lecture
+(ReLU: ``f'(z) = 1`` for ``z >= 0``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "HIDDEN_ACTIVATIONS",
+    "Activation",
+    "ELU",
+    "LeakyReLU",
+    "Linear",
+    "Maxout",
+    "PReLU",
+    "ReLU",
+    "ShiftedReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "exp_cap",
+    "get_activation",
+    "sigmoid",
+    "softmax",
+    "softplus",
+]
+
+
+def _as_float(z) -> np.ndarray:
+    """``z`` as a floating ndarray (no copy when it already is one)."""
+    z = np.asarray(z)
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)
+    return z
+
+
+_EXP_CAPS: dict[np.dtype, float] = {}
+
+
+def exp_cap(dtype) -> float:
+    """Largest ``c`` with ``exp(-c)`` a normal number of ``dtype``, minus a margin.
+
+    float64 -> ~700.4, float32 -> ~79.3. ``exp(-min(|x|, cap))`` then never underflows and
+    ``exp(min(x, cap))`` never overflows.
+    """
+    cap = _EXP_CAPS.get(dtype)
+    if cap is None:
+        cap = _EXP_CAPS[np.dtype(dtype)] = float(-np.log(np.finfo(dtype).tiny)) - 8.0
+    return cap
+
+
+def _exp_neg_abs(z: np.ndarray) -> np.ndarray:
+    """``exp(-|z|)`` with ``|z|`` clipped at :func:`exp_cap` (a new array, shape of z)."""
+    e = np.abs(z)
+    np.minimum(e, exp_cap(z.dtype), out=e)
+    np.negative(e, out=e)
+    return np.exp(e, out=e)
+
+
+def sigmoid(z) -> np.ndarray:
+    """Logistic sigmoid ``1 / (1 + exp(-z))``, elementwise, without overflow or underflow.
+
+    ``-z`` is clipped to ``[-cap, cap]`` first: ``exp`` stays finite and normal, and the
+    result keeps its relative precision in both tails (``sigma(-40) = 4.2e-18``, not 0).
+    """
+    z = _as_float(z)
+    cap = exp_cap(z.dtype)
+    e = np.negative(z)
+    np.maximum(e, -cap, out=e)
+    np.minimum(e, cap, out=e)
+    np.exp(e, out=e)
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
+def softplus(x) -> np.ndarray:
+    """``log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, elementwise, stable for any ``x``."""
+    x = _as_float(x)
+    e = _exp_neg_abs(x)
+    np.log1p(e, out=e)
+    return np.add(np.maximum(x, 0.0), e, out=e)
+
+
+def softmax(z, axis: int = -1) -> np.ndarray:
+    """Row-wise softmax ``h_i = exp(z_i) / sum_c exp(z_c)`` over ``axis``.
+
+    Log-sum-exp stable: the row maximum is subtracted first, and the shifted values are
+    clipped at ``-cap`` so tiny probabilities do not underflow (they stay >= ~1e-304).
+    """
+    z = _as_float(z)
+    h = z - np.max(z, axis=axis, keepdims=True)
+    np.maximum(h, -exp_cap(z.dtype), out=h)
+    np.exp(h, out=h)
+    h /= np.sum(h, axis=axis, keepdims=True)
+    return h
+
+
+class Activation:
+    """Base class: ``f(z)``, ``df(z)``, ``backward(da, z, a)``; see the module docstring."""
+
+    name: str = ""
+    bounds: tuple[float, float] | None = None
+
+    def f(self, z) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def df(self, z) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, da: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """``delta = f'(z) (.) da``, shape of ``z``; ``da = dJ/da`` may be overwritten."""
+        da *= self.df(z)
+        return da
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Linear(Activation):
+    """Identity ``f(z) = z``, ``f'(z) = 1``. A deep linear network is one linear map."""
+
+    name = "linear"
+
+    def f(self, z):
+        return _as_float(z).copy()
+
+    def df(self, z):
+        return np.ones_like(_as_float(z))
+
+    def backward(self, da, z, a):
+        return da
+
+
+class Sigmoid(Activation):
+    """``f(z) = 1/(1+exp(-z))`` in (0, 1); ``f'(z) = f(z) (1 - f(z))`` (max 1/4 at z = 0)."""
+
+    name = "sigmoid"
+    bounds = (0.0, 1.0)
+
+    def f(self, z):
+        return sigmoid(z)
+
+    def df(self, z):
+        s = sigmoid(z)
+        return s * (1.0 - s)
+
+    def backward(self, da, z, a):
+        # f'(z) from the cached a = sigma(z): a (1 - a)
+        da *= a
+        da *= 1.0 - a
+        return da
+
+
+class Tanh(Activation):
+    """``f(z) = tanh(z)`` in (-1, 1), zero-centred; ``f'(z) = 1 - tanh(z)^2``."""
+
+    name = "tanh"
+    bounds = (-1.0, 1.0)
+
+    def f(self, z):
+        return np.tanh(_as_float(z))
+
+    def df(self, z):
+        t = np.tanh(_as_float(z))
+        return 1.0 - t * t
+
+    def backward(self, da, z, a):
+        da *= 1.0 - a * a
+        return da
+
+
+class ReLU(Activation):
+    """``f(z) = max(z, 0)``; ``f'(z) = 1 if z >= 0 else 0`` (the lecture's convention at 0)."""
+
+    name = "relu"
+
+    def f(self, z):
+        return np.maximum(_as_float(z), 0.0)
+
+    def df(self, z):
+        z = _as_float(z)
+        return (z >= 0).astype(z.dtype)
+
+    def backward(self, da, z, a):
+        da *= z >= 0
+        return da
+
+
+class ShiftedReLU(Activation):
+    """Shifted ReLU ``f(z) = max(-1, z)``; ``f'(z) = 1 if z >= -1 else 0``."""
+
+    name = "shifted_relu"
+
+    def f(self, z):
+        return np.maximum(_as_float(z), -1.0)
+
+    def df(self, z):
+        z = _as_float(z)
+        return (z >= -1.0).astype(z.dtype)
+
+    def backward(self, da, z, a):
+        da *= z >= -1.0
+        return da
+
+
+class LeakyReLU(Activation):
+    """``f(z) = z if z >= 0 else slope*z`` (lecture: slope 0.01); ``f'(z) = 1 or slope``."""
+
+    name = "leaky_relu"
+
+    def __init__(self, slope: float = 0.01):
+        self.slope = float(slope)
+
+    def f(self, z):
+        z = _as_float(z)
+        return np.where(z >= 0, z, self.slope * z)
+
+    def df(self, z):
+        z = _as_float(z)
+        return np.where(z >= 0, 1.0, self.slope).astype(z.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(slope={self.slope})"
+
+
+class PReLU(Activation):
+    """Parametric ReLU ``f(z) = z if z >= 0 else mu*z`` with a slope ``mu`` learned per unit.
+
+    ``mu`` has shape ``(n_units,)`` and broadcasts over the rows of ``z`` ``(n, n_units)``;
+    without ``mu`` the initial slope ``init`` (He et al. 2015: 0.25) is used.
+    ``f'(z) = 1 or mu``; the gradient for the slope is ``df/dmu = min(z, 0)``, so
+    ``dJ/dmu_i = sum_rows dJ/da_i * min(z_i, 0)`` (see :meth:`dmu`).
+    """
+
+    name = "prelu"
+
+    def __init__(self, init: float = 0.25):
+        self.init = float(init)
+
+    def f(self, z, mu=None):
+        z = _as_float(z)
+        mu = self.init if mu is None else mu
+        return np.where(z >= 0, z, mu * z)
+
+    def df(self, z, mu=None):
+        z = _as_float(z)
+        mu = self.init if mu is None else mu
+        return np.where(z >= 0, 1.0, mu).astype(z.dtype, copy=False)
+
+    def dmu(self, z):
+        """``df/dmu = min(z, 0)``, elementwise, shape of ``z``."""
+        return np.minimum(_as_float(z), 0.0)
+
+    def backward(self, da, z, a, mu=None):
+        da *= self.df(z, mu)
+        return da
+
+    def __repr__(self) -> str:
+        return f"PReLU(init={self.init})"
+
+
+class ELU(Activation):
+    """``f(z) = z if z >= 0 else mu*(exp(z) - 1)``; ``f'(z) = 1 if z >= 0 else mu*exp(z)``.
+
+    ``exp`` is only taken of the clipped negative part ``max(min(z, 0), -cap)`` (``np.expm1``
+    for accuracy near 0), so large positive ``z`` never overflows.
+    """
+
+    name = "elu"
+
+    def __init__(self, mu: float = 1.0):
+        self.mu = float(mu)
+
+    def _neg(self, z):
+        zn = np.minimum(z, 0.0)
+        np.maximum(zn, -exp_cap(z.dtype), out=zn)
+        return zn
+
+    def f(self, z):
+        z = _as_float(z)
+        return np.where(z >= 0, z, self.mu * np.expm1(self._neg(z)))
+
+    def df(self, z):
+        z = _as_float(z)
+        return np.where(z >= 0, 1.0, self.mu * np.exp(self._neg(z))).astype(z.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"ELU(mu={self.mu})"
+
+
+class Maxout(Activation):
+    """Maxout: ``a_i = max_j z_{i,j}`` over ``k`` linear pieces ``z_{i,j} = w_{ij}.x + b_{ij}``.
+
+    ``z`` has shape ``(..., k*m)`` with the pieces of unit ``i`` in columns ``i*k .. i*k+k-1``
+    (so ``W`` of a maxout layer has shape ``(k*m, n_in)``); ``f(z)`` has shape ``(..., m)``.
+    ``df(z)`` is the 0/1 mask ``(..., k*m)`` of the winning piece (the first on ties), and
+    ``backward`` routes ``da`` ``(..., m)`` to the winning pieces: ``delta (..., k*m)``.
+    """
+
+    name = "maxout"
+
+    def __init__(self, k: int = 2):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"maxout k must be an integer >= 1, got {k!r}")
+        self.k = int(k)
+
+    def _pieces(self, z):
+        z = _as_float(z)
+        if z.shape[-1] % self.k:
+            raise ValueError(f"maxout: last axis {z.shape[-1]} is not a multiple of k={self.k}")
+        return z.reshape(*z.shape[:-1], z.shape[-1] // self.k, self.k)
+
+    def f(self, z):
+        return self._pieces(z).max(axis=-1)
+
+    def df(self, z):
+        p = self._pieces(z)
+        mask = np.zeros_like(p)
+        np.put_along_axis(mask, p.argmax(axis=-1)[..., None], 1.0, axis=-1)
+        return mask.reshape(np.shape(z))
+
+    def backward(self, da, z, a):
+        mask = self.df(z)
+        m = mask.reshape(*mask.shape[:-1], -1, self.k)
+        m *= da[..., None]
+        return mask
+
+    def __repr__(self) -> str:
+        return f"Maxout(k={self.k})"
+
+
+class Softmax(Activation):
+    """Softmax output unit ``h = softmax(z)`` over the last axis; rows sum to one.
+
+    Not elementwise: ``df(z)`` returns the Jacobian ``dh/dz = diag(h) - h h^T`` with shape
+    ``(..., C, C)``, and ``backward`` the vector-Jacobian product ``h (.) (da - <da, h>)``.
+    Used as the output unit of cross-entropy and square loss, never as a hidden activation.
+    """
+
+    name = "softmax"
+    bounds = (0.0, 1.0)
+
+    def f(self, z):
+        return softmax(z)
+
+    def df(self, z):
+        h = softmax(z)
+        with np.errstate(under="ignore"):  # products of tiny probabilities flush to 0
+            J = -h[..., :, None] * h[..., None, :]
+        idx = np.arange(h.shape[-1])
+        J[..., idx, idx] += h
+        return J
+
+    def backward(self, da, z, a):
+        with np.errstate(under="ignore"):
+            return a * (da - np.sum(da * a, axis=-1, keepdims=True))
+
+
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls
+    for cls in (Linear, Sigmoid, Tanh, ReLU, ShiftedReLU, LeakyReLU, PReLU, ELU, Maxout, Softmax)
+}
+"""Registry: activation name -> class. ``get_activation`` builds instances from it."""
+
+HIDDEN_ACTIVATIONS: tuple[str, ...] = tuple(n for n in ACTIVATIONS if n != "softmax")
+"""Names allowed as the hidden activation of an MLP (softmax is an output unit only)."""
+
+
+def get_activation(name: str, **kw) -> Activation:
+    """Build the activation ``name`` with its parameters ``kw``.
+
+    ``leaky_relu(slope=0.01)``, ``elu(mu=1.0)``, ``prelu(init=0.25)``, ``maxout(k=2)``; the
+    others take none. Raises ValueError naming an unknown name or parameter.
+    """
+    if isinstance(name, Activation):
+        return name
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of: {', '.join(ACTIVATIONS)}")
+    cls = ACTIVATIONS[name]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    allowed = [p for p in allowed if p not in ("args", "kwargs")]
+    bad = sorted(set(kw) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"activation {name!r} got unknown parameter(s) {bad}; "
+            f"allowed: {allowed if allowed else 'none'}"
+        )
+    for key, value in kw.items():
+        if key != "k" and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.number))
+            or not np.isfinite(value)
+        ):
+            raise ValueError(f"activation {name!r}: {key} must be a finite number, got {value!r}")
+    return cls(**kw)
