@@ -138,7 +138,8 @@ def preflight(args: list[str]) -> list[DictConfig]:
     checked: list[DictConfig] = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         first = _compose(_first_values(overrides))
-        sweeper_params = OmegaConf.to_container(first.hydra.sweeper.get("params") or {})
+        params = first.hydra.sweeper.get("params")
+        sweeper_params = OmegaConf.to_container(params) if params is not None else {}
         multirun = "-m" in flags or "--multirun" in flags or str(first.hydra.mode) in (
             "MULTIRUN", "RunMode.MULTIRUN")
         if not multirun and any(o.is_sweep_override() for o in _parse(overrides)):
