@@ -1,0 +1,766 @@
+"""The report: claims + MLflow runs -> verdicts, figures and markdown pages in ``out``.
+
+    summary = build_report(tracking_uri, experiments=None, claim_ids=None,
+                           sweeps_dir="sweeps", out="reports")
+
+For each claim of ``sweeps_dir`` (``fnnbench.claims.load_claims``) the jobs tagged
+``fnnbench.claim = <id>`` are judged by ``fnnbench.claims.evaluate`` (the one
+implementation of the statistics), the figures of the claim's ``plots`` list are drawn from
+exactly the runs the comparisons used, and ``<out>/<id>.md`` is written with its images in
+``<out>/img/``; then ``<out>/README.md`` indexes every claim with provenance. Nothing trains:
+the decision-boundary figure loads saved parameters (``params.npz`` artifacts) and
+evaluates them on a grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fnnbench.claims import Claim, ClaimResult, counting_mask, evaluate, load_claims
+from fnnbench.report import markdown as md
+from fnnbench.report import plots, tables
+from fnnbench.report.data import (
+    CLAIM_TAG,
+    X_AXES,
+    cast_value,
+    claim_runs,
+    connect,
+    count_runs,
+    curve_table,
+    fetch_histories,
+    find_experiments,
+    job_runs,
+    load_runs,
+    resolve_uri,
+)
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+SWEEPS_DIR = REPO_DIR / "sweeps"
+IMG = "img"
+ACTIVATIONS_PNG = f"{IMG}/activations.png"
+PLOTS = (
+    "learning_curves", "time_to_target", "ranking", "saturation", "dead_units", "decision_boundary",
+    "capacity", "success_rate", "activations",
+)  # fmt: skip
+CURVE_POINTS = 100  # steps per run drawn in learning curves
+CURVE_RUNS = 50  # runs per (group, level) in learning curves: the lowest seeds
+HEATMAP_POINTS = 50  # steps per run in the layer x epoch heatmaps
+HEATMAP_RUNS = 20  # runs per level averaged in a heatmap: the lowest seeds
+BOUNDARY_RUNS = 4  # decision-boundary panels (one run per level)
+MAX_PANELS = 6  # axes per figure
+HEAT_KINDS = {
+    "saturated_frac": ("saturated units (fraction)", False),
+    "grad_norm": ("log10 gradient norm", True),
+}
+VERSIONS = (
+    "numpy", "pandas", "mlflow", "seaborn", "matplotlib", "hydra-core", "scikit-learn",
+    "threadpoolctl",
+)  # fmt: skip
+
+
+@dataclass
+class ReportSummary:
+    """What :func:`build_report` wrote: verdict per claim id, pages, run counts."""
+
+    out: Path
+    verdicts: dict[str, str]
+    pages: dict[str, Path]
+    n_runs: int
+    n_failed: int
+    n_diverged: int
+    images: list[Path] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- per claim
+
+
+@dataclass
+class ClaimContext:
+    """The data one claim's figures are drawn from."""
+
+    claim: Claim
+    result: ClaimResult
+    runs: pd.DataFrame  # every job tagged with the claim
+    used: pd.DataFrame  # the runs the comparisons use (tuned), with `level`
+    order: list[str]  # level order for colours
+    history: Callable[[Sequence[str], Sequence[str], int | None], pd.DataFrame]
+    client: Any
+
+    @property
+    def hue_title(self) -> str | None:
+        return self.claim.factor
+
+    def plotted(self, *, unique: bool = False) -> pd.DataFrame:
+        """The runs behind curves: the comparisons' runs (one row per group and run; one per
+        run with ``unique``), else every counting run (group '')."""
+        if len(self.used):
+            return self.used.drop_duplicates("run_id") if unique else self.used
+        r = self.runs[counting_mask(self.runs)]
+        keys = tables.label_keys(self.result)
+        return r.assign(level=tables.levels(r, self.claim, keys), arm="", group="", primary=True)
+
+
+def _cap(runs: pd.DataFrame, by: list[str], n: int) -> tuple[pd.DataFrame, int]:
+    """At most ``n`` runs per ``by`` group, the lowest seeds first; and how many were left out.
+
+    Histories cost ~10 ms per run and key to read; a figure's mean over 50 (curves) or 20
+    (heatmaps) seeds is what the eye can see, while the verdict always uses every run."""
+    if not len(runs):
+        return runs, 0
+    seed = pd.to_numeric(
+        runs.get("params.seed", pd.Series(np.nan, index=runs.index)), errors="coerce"
+    )
+    order = runs.assign(_seed=seed.to_numpy()).sort_values("_seed", kind="stable")
+    kept = order.groupby(by, sort=False).head(n).drop(columns="_seed")
+    return kept, len(runs) - len(kept)
+
+
+def _levels_note(df: pd.DataFrame) -> str:
+    n = df.groupby("level", sort=False)["run_id"].nunique()
+    return ", ".join(f"{md.md_escape(k)} {v}" for k, v in n.items())
+
+
+def _learning_curves(ctx: ClaimContext) -> tuple[Any, str] | str:
+    runs = ctx.plotted()
+    if not len(runs) or "metrics.train_loss" not in runs.columns:
+        return "no train_loss history in the runs"
+    runs = runs[runs["primary"].astype(bool)]  # the groups of the primary comparisons
+    groups = list(dict.fromkeys(runs["group"]))
+    metrics = {c.metric for c in ctx.result.comparisons}
+    axes = ["epoch"]
+    if "updates_to_target" in metrics:
+        axes.append("updates")
+    if "seconds_to_target" in metrics:
+        axes.append("seconds")
+    outcome = runs.get("tags.fnnbench.outcome", pd.Series(None, index=runs.index))
+    diverged = (outcome == "diverged").to_numpy()
+    ok, left_out = _cap(runs[~diverged], ["group", "level"], CURVE_RUNS)
+    hist = ctx.history(list(dict.fromkeys(ok["run_id"])), ["train_loss"], CURVE_POINTS)
+    panels = []
+    for x in axes:
+        for g in groups:
+            sub = ok[ok["group"] == g]
+            df, logx = curve_table(hist, sub, "train_loss", x)
+            if len(df):
+                df = df.merge(sub[["run_id", "level"]], on="run_id")
+                panels.append((df, X_AXES[x][0] + (" (log scale)" if logx else ""), logx, g))
+    panels = panels[:MAX_PANELS]
+    target = None
+    if "params.train.target" in runs.columns:
+        t = pd.to_numeric(runs["params.train.target"], errors="coerce").dropna().unique()
+        tm = runs.get("params.train.target_metric", pd.Series("train_loss", index=runs.index))
+        if len(t) == 1 and set(tm.dropna()) <= {"train_loss"}:
+            target = float(t[0])
+    fig = plots.learning_curves(
+        panels,
+        title=f"{ctx.claim.id}: training loss",
+        ylabel="training loss (mean over runs)",
+        hue_title=ctx.hue_title,
+        order=ctx.order,
+        target=target,
+    )
+    if fig is None:
+        return "no finite train_loss history for the runs"
+    n_runs = ok.drop_duplicates("run_id").groupby("level", sort=False)["run_id"].size()
+    cap = (
+        "Training loss of the runs the primary comparisons used; line: mean over runs, band: "
+        "95% bootstrap CI of the mean (runs per level: "
+        + ", ".join(f"{md.md_escape(k)} {v}" for k, v in n_runs.items())
+        + ")."
+    )
+    if len(axes) > 1:
+        cap += (
+            " Updates and seconds per epoch are derived per run from its summary metrics "
+            "(updates_run / epochs_run, train_seconds / epochs_run)."
+        )
+    n_div = len(set(runs["run_id"][diverged]))
+    if n_div:
+        cap += f" {n_div} diverged runs are left out of the curves (counted above)."
+    if left_out:
+        cap += (
+            f" Curves show the {CURVE_RUNS} lowest seeds per level ({left_out} more runs "
+            "count in the verdict but are not drawn)."
+        )
+    return fig, cap
+
+
+def _time_to_target(ctx: ClaimContext) -> tuple[Any, str] | str:
+    df = tables.time_to_target(ctx.result, ctx.runs)
+    if df.empty:
+        return "no time-to-target comparison with runs"
+    fig = plots.time_to_target(
+        df, title=f"{ctx.claim.id}: time to target", hue_title=ctx.hue_title, order=ctx.order
+    )
+    if fig is None:
+        return "no time-to-target values (missing metric and no budget)"
+    n_c = int(df["censored"].sum())
+    n_unknown = int((~np.isfinite(df["value"].to_numpy(dtype=float))).sum())
+    cap = (
+        "Per run, the runs each comparison used; box: quartiles. "
+        f"{n_c} censored runs (target never reached, or diverged) are drawn as red crosses "
+        "at their budget, the value the verdict counts them at."
+    )
+    if n_unknown:
+        cap += f" {n_unknown} runs without a budget cannot be drawn."
+    return fig, cap
+
+
+def _ranking(ctx: ClaimContext) -> tuple[Any, str] | str:
+    ttt = tables.time_to_target(ctx.result, ctx.runs)
+    df = tables.ranking(ttt, ctx.claim.metric, ctx.claim.better)
+    if df.empty:
+        return "no ratio/difference comparison with runs"
+    metric = ctx.claim.metric if ctx.claim.metric in set(ttt["metric"]) else ttt["metric"].iloc[0]
+    fig = plots.ranking(
+        df,
+        title=f"{ctx.claim.id}: ranking by {metric}",
+        xlabel=plots.metric_label(metric),
+        hue_title=ctx.hue_title,
+    )
+    cap = (
+        f"Every level of the primary comparisons ranked by its median {md.md_escape(metric)} "
+        "(censored runs at their budget, as in the verdict); bars: 95% bootstrap CI of the "
+        "median. The verdict rests on the pairwise comparisons above, not on this ranking."
+    )
+    return fig, cap
+
+
+def _saturation(ctx: ClaimContext) -> tuple[Any, str] | str:
+    runs = ctx.plotted(unique=True)
+    keys = [k for kind in HEAT_KINDS for k in tables.layer_keys(runs, kind)]
+    if not keys:
+        return "no per-layer diagnostics (saturated_frac/layer*, grad_norm/layer*) in the runs"
+    lv = plots.hue_order(ctx.order, runs["level"])[: plots.MAX_LEVELS_HEATMAP]
+    runs, left_out = _cap(runs[runs["level"].isin(lv)], ["level"], HEATMAP_RUNS)
+    hist = ctx.history(runs["run_id"].tolist(), keys, HEATMAP_POINTS)
+    mats = {
+        level: {kind: tables.layer_matrix(hist, g["run_id"].tolist(), kind) for kind in HEAT_KINDS}
+        for level, g in runs.groupby("level", sort=False)
+    }
+    mats = {level: mats[level] for level in lv if level in mats}
+    fig = plots.layer_heatmaps(
+        mats, title=f"{ctx.claim.id}: per-layer diagnostics", kinds=HEAT_KINDS
+    )
+    if fig is None:
+        return "no per-layer history for the runs"
+    cap = (
+        "Layer x epoch, mean over the runs of each level "
+        f"({_levels_note(runs)}): fraction of saturated hidden units (top) and log10 of the "
+        "gradient norm of each layer's weights (bottom; layer 1 is next to the input)."
+    )
+    if left_out:
+        cap += f" At most the {HEATMAP_RUNS} lowest seeds per level are averaged."
+    return fig, cap
+
+
+def _dead_units(ctx: ClaimContext) -> tuple[Any, str] | str:
+    df = tables.dead_vs_lr(ctx.result, ctx.runs)
+    if df.empty:
+        return "no final_dead_frac / learning-rate values in the runs"
+    fig = plots.dead_vs_lr(
+        df,
+        title=f"{ctx.claim.id}: dead units vs learning rate",
+        hue_title=ctx.hue_title,
+        order=ctx.order,
+    )
+    n_all = int(counting_mask(ctx.runs).sum())
+    cap = (
+        "Fraction of hidden units that output 0 on every training example at the end of "
+        f"training; mean and 95% bootstrap CI over {len(df)} runs"
+    )
+    if n_all > len(df):
+        cap += f" ({n_all - len(df)} finished runs without the metric, e.g. diverged, left out)"
+    return fig, cap + "."
+
+
+def _capacity(ctx: ClaimContext) -> tuple[Any, str] | str:
+    df = tables.capacity(ctx.result, ctx.runs)
+    if df.empty:
+        return "no model.hidden_sizes with two or more sizes / final metrics in the runs"
+    kind = (
+        "loss" if any("loss" in (c.metric or "") for c in ctx.result.comparisons) else ("accuracy")
+    )
+    fig = plots.capacity(
+        df, title=f"{ctx.claim.id}: capacity", ylabel=f"final {kind}", order=ctx.order
+    )
+    cap = (
+        f"Final training and test {kind} vs model size, mean and 95% bootstrap CI over "
+        f"{df['run_id'].nunique()} runs (widths at a fixed depth, depths at a fixed width)."
+    )
+    return fig, cap
+
+
+def _success_rate(ctx: ClaimContext) -> tuple[Any, str] | str:
+    df = tables.success_rates(ctx.result, ctx.runs)
+    if df.empty:
+        return "no success-rate comparison with runs"
+    spec = next(
+        (
+            c.spec.success
+            for c in ctx.result.comparisons
+            if c.spec is not None and c.spec.success is not None
+        ),
+        None,
+    )
+    fig = plots.success_rate(
+        df,
+        title=f"{ctx.claim.id}: success rate",
+        ylabel="success rate (fraction of runs)",
+        hue_title=ctx.hue_title,
+    )
+    cap = (
+        f"Share of runs with {md.md_escape(spec) if spec else 'success'}; error bars: 95% "
+        "Wilson score intervals; k/n above each bar (a run missing the metric counts as a "
+        "failure)."
+    )
+    return fig, cap
+
+
+def config_of(params: dict[str, str]) -> dict:
+    """A run's logged params (flat, as strings) -> the nested job config: values cast by
+    :func:`fnnbench.report.data.cast_value`, JSON lists and mappings decoded."""
+    cfg: dict = {}
+    for key, raw in params.items():
+        v = cast_value(raw)
+        if isinstance(v, str) and v.startswith(("[", "{")):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        node = cfg
+        *path, leaf = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[leaf] = v
+    return cfg
+
+
+def _training_points(client, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's training split, rebuilt from its own logged params (the run's params only:
+    the runs table fills params of other runs with None). Data only, no training."""
+    try:
+        from omegaconf import OmegaConf
+
+        from fnnbench.__main__ import build
+
+        params = client.get_run(run_id).data.params
+        job = build(OmegaConf.create(config_of(params)))
+        return job.data.X_train, job.data.y_train
+    except Exception:  # noqa: BLE001 - the figure is still useful without the points
+        return None
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No tqdm bar per downloaded artifact (MLflow shows one by default)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def _find_npz(client, run_id: str) -> str | None:
+    stack = [None]
+    while stack:
+        path = stack.pop()
+        for f in client.list_artifacts(run_id, path):
+            if f.is_dir:
+                stack.append(f.path)
+            elif f.path.endswith("params.npz"):
+                return f.path
+    return None
+
+
+def _decision_boundary(ctx: ClaimContext) -> tuple[Any, str] | str:
+    from fnnbench.nn import MLP
+
+    runs = ctx.plotted(unique=True)
+    if not len(runs):
+        return "no finished runs"
+    if "params.seed" in runs.columns:
+        runs = runs.assign(_s=pd.to_numeric(runs["params.seed"], errors="coerce"))
+        runs = runs.sort_values("_s", kind="stable")
+    picks = runs.groupby("level", sort=False).head(1)
+    picks = picks.set_index("level").reindex(plots.hue_order(ctx.order, picks["level"]))
+    panels, missing, not2d, no_points = [], 0, 0, 0
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        for level, row in picks.head(BOUNDARY_RUNS).iterrows():
+            rid = str(row["run_id"])
+            try:
+                art = _find_npz(ctx.client, rid)
+            except Exception:  # noqa: BLE001 - an unreachable artifact store: skip the run
+                art = None
+            if art is None:
+                missing += 1
+                continue
+            local = ctx.client.download_artifacts(rid, art, dst_path=tmp)
+            net = MLP.load(local)
+            if net.sizes[0] != 2:
+                not2d += 1
+                continue
+            pts = _training_points(ctx.client, rid)
+            if pts is not None:
+                X, y = pts
+                lo, hi = X.min(axis=0) - 0.5, X.max(axis=0) + 0.5
+            else:
+                X = y = None
+                no_points += 1
+                lo, hi = np.array([-3.0, -3.0]), np.array([3.0, 3.0])
+            xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+            grid = np.column_stack([xx.ravel(), yy.ravel()])
+            proba = net.predict_proba(grid)
+            multi = proba.shape[1] > 2
+            zz = (proba.argmax(axis=1) if multi else proba[:, 1]).reshape(xx.shape)
+            seed = row.get("params.seed")
+            panels.append({
+                "title": f"{level} (seed {seed}, run {md.short(rid)})",
+                "xx": xx, "yy": yy, "zz": zz, "multiclass": multi, "X": X, "y": y,
+            })  # fmt: skip
+    if not panels:
+        if not2d:
+            return "the runs' inputs are not 2-D"
+        return f"no params.npz artifact in the {missing} runs tried"
+    fig = plots.decision_boundaries(panels, title=f"{ctx.claim.id}: decision boundaries")
+    cap = (
+        "Predicted probability of class 1 on a grid (black line: 0.5) for one run per level "
+        "(lowest seed), from its saved parameters (params.npz artifact; nothing is trained)"
+    )
+    cap += "; points: its training split." if no_points < len(panels) else "."
+    if no_points:
+        cap += f" For {no_points} runs the training data could not be rebuilt from the params."
+    if missing:
+        cap += f" {missing} runs had no params.npz artifact."
+    return fig, cap
+
+
+FIGURES: dict[str, tuple[str, Callable[[ClaimContext], tuple[Any, str] | str]]] = {
+    "learning_curves": ("Learning curves", _learning_curves),
+    "time_to_target": ("Time to target", _time_to_target),
+    "ranking": ("Ranking", _ranking),
+    "saturation": ("Saturation and gradient norms per layer", _saturation),
+    "dead_units": ("Dead units vs learning rate", _dead_units),
+    "decision_boundary": ("Decision boundaries", _decision_boundary),
+    "capacity": ("Capacity", _capacity),
+    "success_rate": ("Success rate", _success_rate),
+}
+
+
+def default_plots(claim: Claim) -> list[str]:
+    """Plots for a claim without a ``plots`` list: curves, plus what its comparisons measure."""
+    names = ["learning_curves"]
+    if any((c.metric or "").endswith("_to_target") for c in claim.comparisons):
+        names.append("time_to_target")
+    if any(c.effect == "rate" for c in claim.comparisons):
+        names.append("success_rate")
+    return names
+
+
+def is_activation_claim(claim: Claim) -> bool:
+    return "activations" in claim.plots or claim.factor == "activation.name"
+
+
+def _observed(runs: pd.DataFrame) -> dict[str, str]:
+    """What the runs themselves say about the protocol (escaped text)."""
+    out: dict[str, str] = {}
+
+    def values(col: str) -> list:
+        if col not in runs.columns:
+            return []
+        v = [x for x in runs[col].tolist() if x is not None]
+        return sorted(
+            set(v),
+            key=lambda x: (
+                not isinstance(x, (int, float)),
+                str(x) if not isinstance(x, (int, float)) else x,
+            ),
+        )
+
+    seeds = [s for s in values("params.seed") if isinstance(s, int)]
+    if seeds:
+        span = (
+            f"{seeds[0]}..{seeds[-1]}"
+            if seeds == list(range(seeds[0], seeds[-1] + 1))
+            else ", ".join(map(str, seeds[:20])) + (" ..." if len(seeds) > 20 else "")
+        )
+        out["seeds"] = f"{md.md_escape(span)} ({len(seeds)} seeds)"
+    for label, col in (
+        ("epoch budget (train.epochs)", "params.train.epochs"),
+        ("target (train.target)", "params.train.target"),
+        ("target metric", "params.train.target_metric"),
+        ("dataset", "params.dataset.name"),
+        ("hidden sizes", "params.model.hidden_sizes"),
+        ("optimizer", "params.optimizer.name"),
+    ):
+        v = values(col)
+        if v:
+            shown = ", ".join(tables.fmt_value(x) for x in v[:12]) + (" ..." if len(v) > 12 else "")
+            out[label] = md.md_escape(shown)
+    commits = values("tags.mlflow.source.git.commit")
+    if commits:
+        out["code (git commit of the runs)"] = md.md_escape(", ".join(c[:10] for c in commits))
+    hosts = values("tags.fnnbench.host")
+    if hosts:
+        out["host"] = md.md_escape("; ".join(hosts[:3]))
+    return out
+
+
+def _failed(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    f = runs[runs["status"] == "FAILED"] if "status" in runs.columns else runs.iloc[0:0]
+    err = f.get("tags.fnnbench.error", pd.Series(None, index=f.index))
+    out = []
+    for rid, e in zip(f["run_id"], err, strict=True):
+        text = str(e).strip().splitlines()[0][:160] if e else "(no fnnbench.error tag)"
+        out.append((str(rid), text))
+    return out
+
+
+def render_claim(
+    claim: Claim,
+    runs: pd.DataFrame,
+    out: Path,
+    *,
+    client,
+    store: str,
+    seed: int = 0,
+    activations: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[ClaimResult, Path, list[Path]]:
+    """Evaluate one claim on its runs, draw its figures, write ``<out>/<id>.md``."""
+    name = md.page_name(claim.id)
+    result = evaluate(claim, runs, seed=seed)
+    counts = count_runs(runs)
+    used = tables.used_runs(result, runs)
+    order = list(dict.fromkeys(used["level"].tolist()))
+    cache: dict[tuple, pd.DataFrame] = {}
+
+    def history(run_ids: Sequence[str], keys: Sequence[str], points: int | None) -> pd.DataFrame:
+        k = (tuple(run_ids), tuple(keys), points)
+        if k not in cache:
+            cache[k] = fetch_histories(client, run_ids, keys, points)
+        return cache[k]
+
+    ctx = ClaimContext(claim, result, runs, used, order, history, client)
+    if not order and len(runs):
+        ctx.order = list(dict.fromkeys(ctx.plotted()["level"].tolist()))
+    figures, skipped, images = [], [], []
+    wanted = claim.plots or default_plots(claim)
+    for pname in wanted:
+        if pname == "activations":
+            continue
+        if pname not in FIGURES:
+            skipped.append(f"{md.md_escape(pname)}: unknown plot (known: {', '.join(PLOTS)})")
+            continue
+        heading, fn = FIGURES[pname]
+        if counts.total == 0:
+            skipped.append(f"{heading}: no runs")
+            continue
+        rel = f"{IMG}/{name}-{pname}.png"
+        try:
+            got = fn(ctx)
+            if isinstance(got, str):
+                skipped.append(f"{heading}: {got}")
+                continue
+            fig, caption = got
+            images.append(plots.save(fig, out / rel))
+        except Exception as err:  # noqa: BLE001 - one odd figure must not sink the report
+            plots.close_all()
+            msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            skipped.append(f"{heading}: could not be drawn ({md.md_escape(msg)})")
+            if log is not None:
+                log(f"{claim.id}: {pname} not drawn: {msg}")
+            continue
+        figures.append(md.FigureRef(pname, rel, heading, caption))
+    used_ids = set(used["run_id"]) if len(used) else set()
+    counting = runs[counting_mask(runs)] if len(runs) else runs
+    unused = int((~counting["run_id"].isin(used_ids)).sum()) if len(counting) else 0
+    page = md.ClaimPage(
+        result=result,
+        store=store,
+        counts=counts,
+        figures=figures,
+        skipped=skipped,
+        observed=_observed(runs),
+        failed=_failed(runs),
+        unused=unused,
+        activations=ACTIVATIONS_PNG if activations else None,
+    )
+    path = out / f"{name}.md"
+    path.write_text(md.claim_page(page), encoding="utf-8")
+    return result, path, images
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def _git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha[:12] + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def _blas() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    except Exception:  # noqa: BLE001 - provenance is best effort
+        return "unknown"
+    return (
+        "; ".join(
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
+            f"{i.get('architecture', '?')})"
+            for i in infos
+        )
+        or "none found"
+    )
+
+
+def provenance(
+    store: str,
+    experiments: Sequence[str],
+    jobs: pd.DataFrame,
+    n_parents: int,
+    unknown_claims: dict[str, int],
+) -> dict[str, str]:
+    """Provenance rows for the index (values escaped)."""
+    counts = count_runs(jobs)
+    versions = []
+    for pkg in ("fnnbench", *VERSIONS):
+        try:
+            versions.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            continue
+    commits = (
+        sorted({c for c in jobs.get("tags.mlflow.source.git.commit", pd.Series()) if c})
+        if len(jobs)
+        else []
+    )
+    outcome = " · ".join(f"{k} {v}" for k, v in sorted(counts.outcomes.items())) or "none"
+    rows = {
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "report code (git commit)": _git_commit(),
+        "MLflow store": resolve_uri(store),
+        "experiments read": ", ".join(experiments) or "none",
+        "runs (jobs)": f"{counts.total} ({counts.finished} finished: {outcome})",
+        "failed runs": str(counts.failed),
+        "diverged runs": str(counts.diverged),
+        "other statuses": ", ".join(f"{v} {k}" for k, v in counts.other.items()) or "none",
+        "sweep parent runs": str(n_parents),
+        "runs' git commits": ", ".join(c[:10] for c in commits[:8]) or "unknown",
+        "python": sys.version.split()[0],
+        "packages": ", ".join(versions),
+        "machine": f"{platform.platform()}, {os.cpu_count()} cores",
+        "BLAS": _blas(),
+    }
+    if unknown_claims:
+        rows["runs tagged with claims not in sweeps/"] = ", ".join(
+            f"{k} ({v})" for k, v in sorted(unknown_claims.items())
+        )
+    return {md.md_escape(k): md.md_escape(v) for k, v in rows.items()}
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def write_activations(out: Path) -> Path:
+    """img/activations.png: f and f' of every hidden unit of fnnbench.nn (written once)."""
+    df = tables.activation_curves(np.linspace(-4.0, 4.0, 801))
+    return plots.save(plots.activations(df), out / ACTIVATIONS_PNG)
+
+
+def build_report(
+    tracking_uri: str | None = None,
+    experiments: Sequence[str] | None = None,
+    claim_ids: Sequence[str] | None = None,
+    sweeps_dir: str | Path = SWEEPS_DIR,
+    out: str | Path = "reports",
+    *,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> ReportSummary:
+    """Read the runs, judge every claim, write the pages and the index; see the module doc.
+
+    Raises ``fnnbench.report.data.ReportError`` (missing store or experiment) and
+    ValueError (bad claim files, unknown claim id) with one-line messages.
+    """
+    log = log or (lambda s: None)
+    out = Path(out)
+    claims = load_claims(sweeps_dir, list(claim_ids) if claim_ids else None)
+    store = resolve_uri(tracking_uri)
+    client = connect(store)
+    exps = find_experiments(client, experiments)
+    all_runs = load_runs(client, [e.experiment_id for e in exps])
+    jobs = job_runs(all_runs)
+    n_parents = len(all_runs) - len(jobs)
+    (out / IMG).mkdir(parents=True, exist_ok=True)
+    images = [write_activations(out)]
+    entries, verdicts, pages = [], {}, {}
+    known = {c.id for c in load_claims(sweeps_dir)} if claim_ids else {c.id for c in claims}
+    for claim in claims:
+        runs = claim_runs(jobs, claim.id)
+        result, path, imgs = render_claim(
+            claim,
+            runs,
+            out,
+            client=client,
+            store=store,
+            seed=seed,
+            activations=is_activation_claim(claim),
+            log=log,
+        )
+        images += imgs
+        verdicts[claim.id], pages[claim.id] = result.verdict, path
+        entries.append(md.IndexEntry(result, path.name, len(runs)))
+        log(f"{claim.id}: {result.verdict} ({len(runs)} runs) -> {path}")
+    tagged = jobs.get(f"tags.{CLAIM_TAG}", pd.Series(dtype=object)).dropna()
+    unknown = {str(k): int(v) for k, v in tagged[~tagged.isin(known)].value_counts().items()}
+    prov = provenance(store, [e.name for e in exps], jobs, n_parents, unknown)
+    (out / "README.md").write_text(md.index_page(entries, prov, ACTIVATIONS_PNG), encoding="utf-8")
+    counts = count_runs(jobs)
+    return ReportSummary(
+        out=out,
+        verdicts=verdicts,
+        pages=pages,
+        n_runs=counts.total,
+        n_failed=counts.failed,
+        n_diverged=counts.diverged,
+        images=images,
+    )

@@ -1,0 +1,390 @@
+"""Markdown text of the report: claim pages and the index (text only, no I/O).
+
+Values that come from runs (params, tags, errors) or from claim files are passed through
+:func:`md_escape` before they reach a page, so a param value cannot break a table, open a
+link, inject HTML or start emphasis. Tables are written by :func:`md_table` (no tabulate).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fnnbench.claims import NO_DATA, Claim, ClaimResult, ComparisonResult
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ESCAPE = re.compile(r"([\\`*_\[\]|#!])")
+SHORT = 8  # characters of a run id shown in tables
+
+
+def md_escape(value: Any) -> str:
+    """Text safe inside markdown prose and table cells.
+
+    ``&``, ``<``, ``>`` become HTML entities (no tags, no comments); the markdown
+    metacharacters ``\\ ` * _ [ ] | # !`` get a backslash; newlines (and CR) become ``<br>``
+    (a line break that stays inside a table cell). None -> ``None``.
+    """
+    s = "None" if value is None else str(value)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _ESCAPE.sub(r"\\\1", s)
+    s = s.replace("\r\n", "\n").replace("\r", "\n")
+    return s.replace("\n", "<br>")
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A pipe table from already-escaped cells. ``align``: one letter per column,
+    ``l``/``r``/``c`` (default left)."""
+    header = list(header)
+    spec = {"l": ":---", "r": "---:", "c": ":---:"}
+    marks = [spec.get((align[i] if i < len(align) else "l"), ":---") for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    for row in rows:
+        cells = [str(c) for c in row]
+        if len(cells) != len(header):
+            raise ValueError(f"md_table: row has {len(cells)} cells, header has {len(header)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def page_name(claim_id: str) -> str:
+    """File stem for a claim page: the id when it is a plain identifier, else sanitised."""
+    return claim_id if SAFE_ID.match(claim_id) else re.sub(r"[^A-Za-z0-9_-]", "_", claim_id)
+
+
+def code_or_text(s: str) -> str:
+    """Inline code for plain identifiers/commands, escaped text otherwise (a code span cannot
+    be escaped)."""
+    return f"`{s}`" if re.fullmatch(r"[A-Za-z0-9_.=/ :,\[\]-]+", s) else md_escape(s)
+
+
+def short(run_id: str) -> str:
+    return str(run_id)[:SHORT]
+
+
+def fmt_num(x: Any) -> str:
+    """A number for a table: 3 significant digits, integers as integers, NaN as '-'."""
+    if x is None:
+        return "-"
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return md_escape(x)
+    if math.isnan(f):
+        return "-"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    if f == int(f) and abs(f) < 1e6:
+        return str(int(f))
+    if abs(f) >= 1000:
+        return f"{f:.0f}"
+    return f"{f:.3g}"
+
+
+# ----------------------------------------------------------------------------- verdict
+
+
+def effect_text(c: ComparisonResult) -> str:
+    """'3.4x [2.8, 4.1]' / '+0.45 [0.2, 0.65]' / '3.4x (no CI)' / '-' (no data)."""
+    if c.verdict == NO_DATA or (isinstance(c.effect, float) and math.isnan(c.effect)):
+        return "-"
+    text = c.effect_text()
+    if math.isnan(c.ci_low) or math.isnan(c.ci_high):
+        text = text.split(" [", 1)[0] + " (no CI)"
+    return text
+
+
+def published_text(claim: Claim, *, with_text: bool = True) -> str:
+    """The published figure: '6x (6x fewer epochs ...)', '+0.3', the text alone, or '-'."""
+    pub = claim.published
+    kind = claim.primary[0].effect if claim.primary else claim.effect
+    parts = []
+    if pub.value is not None:
+        v = pub.value
+        parts.append(f"{fmt_num(v)}x" if kind == "ratio" else "0" if v == 0 else f"{v:+.3g}")
+    if pub.text and (with_text or not parts):
+        parts.append(f"({md_escape(pub.text)})" if parts else md_escape(pub.text))
+    return " ".join(parts) if parts else "-"
+
+
+def here_text(result: ClaimResult) -> str:
+    """Effects of the primary comparisons, e.g. '3.4x [2.8, 4.1] (95% CI), n = 10 vs 10 runs'
+    (with the comparison label when there are several)."""
+    prim = [c for c in result.comparisons if c.primary]
+    parts = []
+    for c in prim:
+        if c.verdict == NO_DATA:
+            t = f"no data (n = {c.n_a} vs {c.n_b} runs)"
+        else:
+            t = f"{effect_text(c)}, n = {c.n_a} vs {c.n_b} runs"  # numbers only
+        if len(prim) > 1:
+            t = f"{md_escape(c.label)}: {t}"
+        parts.append(t)
+    return "; ".join(parts)
+
+
+def verdict_line(result: ClaimResult, *, n_runs: int, store: str) -> str:
+    """The first line of a claim page: verdict, published figure, measured effect with CI."""
+    v = result.verdict
+    cmd = f"python -m fnnbench sweep={result.claim.id}"
+    if n_runs == 0:
+        return (
+            f"**{v}** · no runs tagged fnnbench.claim = {md_escape(result.claim.id)} in "
+            f"{md_escape(store)}; produce them with {code_or_text(cmd)}, then "
+            f"`python -m fnnbench.report`."
+        )
+    line = f"**{v}** · paper: {published_text(result.claim)}; here: {here_text(result)}"
+    if len([c for c in result.comparisons if c.primary]) == 1:
+        line += f" ({md_escape(result.claim.primary[0].label)})"
+    if v == NO_DATA:
+        line += f"; no finished runs in an arm, see the notes below ({code_or_text(cmd)})"
+    return line + "."
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+@dataclass
+class FigureRef:
+    """A figure on a page: ``path`` relative to the page, a heading and a caption (escaped)."""
+
+    name: str
+    path: str
+    heading: str
+    caption: str
+
+
+@dataclass
+class ClaimPage:
+    """Everything a claim page shows (the numbers are computed elsewhere)."""
+
+    result: ClaimResult
+    store: str
+    counts: Any  # fnnbench.report.data.RunCounts
+    figures: list[FigureRef] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # escaped sentences
+    observed: dict[str, str] = field(default_factory=dict)  # label -> escaped text
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run id, error)
+    unused: int = 0
+    activations: str | None = None  # link to the activation figure
+
+
+def _pair(a: Any, b: Any) -> str:
+    return f"{fmt_num(a)} / {fmt_num(b)}"
+
+
+def _tuned(c: ComparisonResult) -> str:
+    if not c.tune:
+        return "-"
+    return f"{md_escape(c.tune)}: {md_escape(c.tuned_a)} / {md_escape(c.tuned_b)}"
+
+
+def _ids(ids: Sequence[str], k: int = 3) -> str:
+    shown = ", ".join(md_escape(short(i)) for i in ids[:k])
+    more = f" +{len(ids) - k}" if len(ids) > k else ""
+    return (shown + more) if ids else "-"
+
+
+def comparison_table(result: ClaimResult) -> str:
+    """The numbers behind the verdict, one row per comparison, then notes and run ids."""
+    rows = []
+    for c in result.comparisons:
+        label = md_escape(c.label) + ("" if c.primary else " (secondary)")
+        if c.effect_kind == "rate":
+            centre = f"{fmt_num(c.rate_a)} / {fmt_num(c.rate_b)} (rate)"
+        else:
+            centre = _pair(c.median_a, c.median_b)
+        rows.append(
+            [
+                label,
+                md_escape(c.metric or "-"),
+                effect_text(c),
+                f"**{c.verdict}**",
+                _pair(c.n_a, c.n_b),
+                centre,
+                _pair(c.censored_a, c.censored_b),
+                _pair(c.failed_a, c.failed_b),
+                _pair(c.diverged_a, c.diverged_b),
+                _tuned(c),
+                f"{_ids(c.run_ids_a)} / {_ids(c.run_ids_b)}",
+            ]
+        )
+    table = md_table(
+        [
+            "comparison (a vs b)",
+            "metric",
+            "effect [95% CI]",
+            "verdict",
+            "n a / b",
+            "median a / b",
+            "censored a / b",
+            "failed a / b",
+            "diverged a / b",
+            "tuned",
+            "runs a / b",
+        ],
+        rows,
+        align="lllcrrrrrll",
+    )
+    parts = [table]
+    notes = [f"- {md_escape(c.label)}: {md_escape(c.note)}" for c in result.comparisons if c.note]
+    if notes:
+        parts.append("Notes:\n\n" + "\n".join(notes))
+    ids = []
+    for c in result.comparisons:
+        for side, run_ids in (("a", c.run_ids_a), ("b", c.run_ids_b)):
+            ids.append(
+                f"- {md_escape(c.label)}, arm {side} ({len(run_ids)}): "
+                + (", ".join(md_escape(i) for i in run_ids) or "none")
+            )
+    n = sum(len(c.run_ids_a) + len(c.run_ids_b) for c in result.comparisons)
+    parts.append(
+        f"<details><summary>MLflow run ids used ({n})</summary>\n\n"
+        + "\n".join(ids)
+        + "\n\n</details>"
+    )
+    return "\n\n".join(parts)
+
+
+def _counts_text(counts: Any, unused: int) -> str:
+    out = counts.outcomes
+    outcome = " · ".join(f"{md_escape(k)} {v}" for k, v in sorted(out.items())) or "none"
+    other = ", ".join(f"{v} {md_escape(k)}" for k, v in sorted(counts.other.items()))
+    text = (
+        f"{counts.total} runs tagged with this claim: {counts.finished} finished "
+        f"({outcome}), {counts.failed} failed"
+    )
+    if other:
+        text += f", {other}"
+    text += f"; {counts.diverged} diverged (counted at their budget, never dropped)."
+    if unused:
+        text += (
+            f" {unused} finished runs are not used by any comparison (no arm matches them, "
+            "or the tuning chose another value)."
+        )
+    return text
+
+
+def claim_page(page: ClaimPage) -> str:
+    """The markdown of one claim page; the verdict line comes right after the title."""
+    r, claim = page.result, page.result.claim
+    title = md_escape(claim.title or claim.id)
+    lines = [f"# {title}", "", verdict_line(r, n_runs=page.counts.total, store=page.store), ""]
+    lines += [f"> {md_escape(claim.statement)}", ""]
+    if claim.source:
+        lines += [f"Source: {md_escape(claim.source)}", ""]
+    if claim.published.text or claim.published.value is not None:
+        lines += [f"Published figure: {published_text(claim)}", ""]
+
+    lines += ["## Protocol", ""]
+    if claim.protocol:
+        lines += [md_escape(claim.protocol.strip()), ""]
+    if claim.sweep_params:
+        lines += ["What varies (the sweep in " + code_or_text(f"sweeps/{claim.id}.yaml") + "):", ""]
+        lines += [f"- {md_escape(k)} = {md_escape(v)}" for k, v in claim.sweep_params.items()]
+        lines += [""]
+    if page.observed:
+        lines += ["In the runs:", ""]
+        lines += [f"- {k}: {v}" for k, v in page.observed.items()]
+        lines += [""]
+    lines += [
+        "Reproduce:",
+        "",
+        "```",
+        f"python -m fnnbench sweep={claim.id}" if SAFE_ID.match(claim.id) else "(see above)",
+        f"python -m fnnbench.report --claims {claim.id}" if SAFE_ID.match(claim.id) else "",
+        "```",
+        "",
+    ]
+
+    lines += ["## Result", ""]
+    if page.counts.total == 0:
+        lines += [
+            "No data: no run in the store is tagged with this claim. Run the sweep above "
+            "(it logs to the MLflow experiment named after the claim), then rebuild the report.",
+            "",
+        ]
+    else:
+        lines += [comparison_table(r), ""]
+    lines += ["## Runs", "", _counts_text(page.counts, page.unused), ""]
+    if page.failed:
+        lines += [f"<details><summary>Failed runs ({len(page.failed)})</summary>", ""]
+        lines += [f"- {md_escape(rid)}: {md_escape(err)}" for rid, err in page.failed]
+        lines += ["", "</details>", ""]
+
+    if page.figures or page.skipped or page.activations:
+        lines += ["## Figures", ""]
+    for f in page.figures:
+        lines += [f"### {f.heading}", "", f"![{md_escape(f.heading)}]({f.path})", "", f.caption, ""]
+    if page.activations:
+        lines += [
+            "### The activation functions",
+            "",
+            f"![activation functions and their derivatives]({page.activations})",
+            "",
+        ]
+    if page.skipped:
+        lines += ["Not drawn:", ""] + [f"- {s}" for s in page.skipped] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+@dataclass
+class IndexEntry:
+    result: ClaimResult
+    page: str  # link target, relative to the index
+    n_runs: int
+
+
+def index_page(
+    entries: Sequence[IndexEntry], provenance: Mapping[str, str], activations: str | None
+) -> str:
+    """The report's README: one table of every claim, then provenance."""
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e.result.verdict] = counts.get(e.result.verdict, 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no claims"
+    rows = []
+    for e in entries:
+        c = e.result.claim
+        prim = [x for x in e.result.comparisons if x.primary]
+        if len(prim) == 1:
+            effect = effect_text(prim[0])
+        else:  # one line per primary comparison, labelled
+            effect = "<br>".join(f"{md_escape(x.label)}: {effect_text(x)}" for x in prim)
+        rows.append(
+            [
+                f"[{md_escape(c.title or c.id)}]({e.page})",
+                f"**{e.result.verdict}**",
+                effect or "-",
+                published_text(c, with_text=False),
+                "<br>".join(f"{x.n_a} vs {x.n_b}" for x in prim) or "-",
+                str(e.n_runs),
+                f"[{md_escape(c.id)}]({e.page})",
+            ]
+        )
+    lines = [
+        "# fnnbench report: the lecture's claims, measured",
+        "",
+        f"{len(entries)} claims: {summary}. A verdict is decided by the 95% CI of the effect "
+        "(SUPPORTED: the whole CI on the claimed side of no effect; REFUTED: the whole CI on "
+        "the other side; else INCONCLUSIVE). Effects are ratios (x, > 1 favours the claim) or "
+        "differences (> 0 favours the claim).",
+        "",
+        md_table(
+            ["claim", "verdict", "effect [95% CI]", "paper", "n a vs b", "runs", "page"],
+            rows,
+            align="lcllrrl",
+        ),
+        "",
+    ]
+    if activations:
+        lines += [
+            "The hidden units the claims compare, from `fnnbench.nn`:",
+            "",
+            f"![activation functions and their derivatives]({activations})",
+            "",
+        ]
+    lines += ["## Provenance", "", md_table(["", ""], [[k, v] for k, v in provenance.items()]), ""]
+    return "\n".join(lines)
