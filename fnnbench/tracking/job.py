@@ -1,0 +1,433 @@
+"""One MLflow run per training job: `job_run(cfg, overrides, job_name)` and the `Job` callback.
+
+    with job_run(cfg, overrides=["activation=relu", "seed=3"], job_name="activation=relu") as job:
+        if job.skipped:                  # identical config already FINISHED (skip_finished)
+            return None
+        result = fit(net, opt, data, cfg.train, rng, callbacks=[job])
+
+Statuses: FINISHED when the block ends normally (diverged runs too: see tag fnnbench.outcome),
+FAILED plus tag `fnnbench.error` on an exception, KILLED on KeyboardInterrupt (and any other
+BaseException); the exception is re-raised, metrics logged so far are kept, and the run never
+stays RUNNING (SIGINT/SIGTERM arriving while the run is being closed are delivered after).
+
+Per-epoch metrics are buffered and written with `MlflowClient.log_batch` (<= 1000 metrics a
+call) every `tracking.flush_every` epochs or `tracking.flush_seconds`, whichever comes first,
+and at the end. Non-finite values are logged as they are: MLflow stores NaN as NaN, and SQL
+stores clamp +-inf to +-1.7976931348623157e308.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from fnnbench.tracking import records
+from fnnbench.tracking.store import (
+    ENV_URI,
+    experiment_id,
+    experiment_name,
+    prepare,
+    tune_sqlite,
+    with_retry,
+)
+
+ENV_PARENT = "FNNBENCH_PARENT_RUN_ID"  # parent run of the sweep (set by SweepCallback)
+ENV_SWEEP_KEYS = "FNNBENCH_SWEEP_KEYS"  # comma-separated keys the sweep varies (run names)
+SKIPPED_TAG = "fnnbench.skipped."  # + config hash prefix: parent tag recording a skipped job
+MAX_RUN_NAME = 250
+
+
+def enabled(cfg: Mapping) -> bool:
+    """cfg.tracking.enabled (default true); false means no MLflow at all."""
+    tcfg = cfg.get("tracking") or {}
+    value = tcfg.get("enabled", True)
+    return True if value is None else bool(value)
+
+
+def _hydra():
+    """The HydraConfig of this job, or None outside a Hydra job."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get() if HydraConfig.initialized() else None
+    except Exception:
+        return None
+
+
+def _is_multirun(hc) -> bool:
+    if os.environ.get(ENV_PARENT):
+        return True
+    try:
+        return hc is not None and getattr(hc.mode, "name", str(hc.mode)) == "MULTIRUN"
+    except Exception:
+        return False
+
+
+def run_name(overrides: Sequence[str], sweep_keys: Sequence[str] | None = None) -> str:
+    """'activation=relu,seed=3': the overrides whose key the sweep varies (all when unknown).
+
+    `sweep_keys` defaults to FNNBENCH_SWEEP_KEYS, set by SweepCallback in the launching process.
+    """
+    if sweep_keys is None:
+        env = os.environ.get(ENV_SWEEP_KEYS, "")
+        sweep_keys = [k for k in env.split(",") if k]
+    items = [o for o in overrides if not sweep_keys or _override_key(o) in sweep_keys]
+    return ",".join(items or overrides)[:MAX_RUN_NAME] or "run"
+
+
+def _override_key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+class Job:
+    """The MLflow side of one job; also the trainer's callback.
+
+    Attributes: `run_id` (None when tracking is disabled or the job was skipped), `skipped`,
+    `finished_run_id` (the FINISHED run a skipped job matched), `experiment_id`, `uri`, `name`,
+    `result` (the TrainResult given to on_train_end).
+    """
+
+    def __init__(self, client=None, run_id: str | None = None, *, uri: str | None = None,
+                 experiment_id: str | None = None, name: str = "", cfg: Mapping | None = None,
+                 skipped: bool = False, finished_run_id: str | None = None,
+                 artifact_uri: str | None = None):
+        self.client = client
+        self.artifact_uri = artifact_uri
+        self.run_id = run_id
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.name = name
+        self.skipped = skipped
+        self.finished_run_id = finished_run_id
+        self.result = None
+        self._cfg = cfg
+        tcfg = (cfg or {}).get("tracking") or {}
+        self.flush_every = max(1, int(tcfg.get("flush_every") or 100))
+        self.flush_seconds = float(tcfg.get("flush_seconds") or 10.0)
+        self.log_artifacts = bool(tcfg.get("log_artifacts", True))
+        self.log_model = bool(tcfg.get("log_model", True))
+        self._buffer: list = []
+        self._epochs_buffered = 0
+        self._last_flush = time.monotonic()
+        self.n_metrics_logged = 0
+        self._fast = None
+        if client is not None and run_id is not None and tcfg.get("fast_metrics", True):
+            from fnnbench.tracking import fastsql
+
+            self._fast = fastsql.writer(client)
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    # -- trainer callback -------------------------------------------------------------------
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Buffer one epoch of metrics (step = epoch); flush every flush_every epochs."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        step = int(epoch)
+        for key, value in metrics.items():
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                continue
+            self._buffer.append(Metric(key, x, timestamp, step))
+        self._epochs_buffered += 1
+        if (self._epochs_buffered >= self.flush_every
+                or len(self._buffer) >= records.METRICS_PER_BATCH
+                or time.monotonic() - self._last_flush >= self.flush_seconds):
+            self.flush()
+
+    def on_train_end(self, result) -> None:
+        """Flush, log summary metrics and the outcome tag, then the artifacts and the model."""
+        self.result = result
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric, RunTag
+
+        timestamp = int(time.time() * 1000)
+        self._buffer.extend(
+            Metric(k, float(v), timestamp, 0)
+            for k, v in (getattr(result, "summary", None) or {}).items() if _is_number(v))
+        # the last epochs, the summary and the outcome: one log_batch call for short jobs
+        self.flush(tags=[RunTag("fnnbench.outcome", str(getattr(result, "outcome", "unknown")))])
+        if self.log_artifacts:
+            self._log_artifacts(result)
+
+    def flush(self, tags: Sequence = ()) -> None:
+        """Write buffered metrics (and `tags`) with log_batch, at most 1000 metrics a call."""
+        if self.run_id is None:
+            return
+        tags = list(tags)
+        batches = list(records.chunks(self._buffer, records.METRICS_PER_BATCH))
+        if self._fast is not None and batches:
+            for metrics in batches:
+                self._write_fast(metrics)
+            batches = []
+        if tags and not batches:
+            batches = [[]]
+        for i, metrics in enumerate(batches):
+            last = i == len(batches) - 1
+            with_retry(self.client.log_batch, self.run_id, metrics=metrics,
+                       tags=tags if last else [])
+            self.n_metrics_logged += len(metrics)
+        self._buffer = []
+        self._epochs_buffered = 0
+        self._last_flush = time.monotonic()
+
+    def _write_fast(self, metrics: list) -> None:
+        """One bulk insert (fastsql); on any error this batch goes through log_batch."""
+        try:
+            with_retry(self._fast, self.run_id, metrics)
+        except Exception:
+            self._fast = None  # the rest of this run takes MLflow's own path
+            with_retry(self.client.log_batch, self.run_id, metrics=metrics)
+        self.n_metrics_logged += len(metrics)
+
+    # -- artifacts --------------------------------------------------------------------------
+    def _log_artifacts(self, result) -> None:
+        """config.yaml, history.csv, params.npz and model/: written in place when the run's
+        artifact store is a local directory, else in a temp dir uploaded with log_artifacts."""
+        local = _local_dir(self.artifact_uri)
+        if local is not None:
+            local.mkdir(parents=True, exist_ok=True)
+            self._write_artifacts(result, local)
+            return
+        with tempfile.TemporaryDirectory(prefix="fnnbench-") as tmp:
+            self._write_artifacts(result, Path(tmp))
+            with_retry(self.client.log_artifacts, self.run_id, tmp)
+
+    def _write_artifacts(self, result, out: Path) -> None:
+        import yaml
+
+        if self._cfg is not None:
+            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 10x faster
+            text = yaml.dump(records.resolved(self._cfg), Dumper=dumper, sort_keys=False)
+            (out / "config.yaml").write_text(text)
+        history = getattr(result, "history", None)
+        if history:
+            write_history_csv(history, out / "history.csv")
+        net = getattr(result, "net", None)
+        if net is not None and hasattr(net, "save"):
+            params = out / "params.npz"
+            net.save(params)
+            if self.log_model:
+                from fnnbench.tracking.model import save_pyfunc
+
+                save_pyfunc(out / "model", params, net)
+
+    # -- end of run -------------------------------------------------------------------------
+    def _end(self, status: str, exc: BaseException | None = None) -> None:
+        """Flush what is buffered, tag the error, set the final status (never left RUNNING)."""
+        if self.run_id is None:
+            return
+        with _deferred_signals():
+            try:
+                self.flush()
+            except Exception as flush_exc:
+                print(f"fnnbench: could not write buffered metrics of run {self.run_id}: "
+                      f"{records.clip_tag(flush_exc).splitlines()[0]}", file=sys.stderr)
+            if exc is not None and status == "FAILED":
+                self._log_error(exc)
+            with_retry(self.client.set_terminated, self.run_id, status)
+
+    def _log_error(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            with_retry(self.client.set_tag, self.run_id, "fnnbench.error",
+                       records.clip_tag(message))
+            if self.log_artifacts:
+                text = "".join(traceback.format_exception(exc))
+                self.client.log_text(self.run_id, text, "error.txt")
+        except Exception as log_exc:
+            print(f"fnnbench: could not record the error of run {self.run_id}: {log_exc}",
+                  file=sys.stderr)
+
+
+def _local_dir(artifact_uri: str | None) -> Path | None:
+    """The directory of a file:// (or plain path) artifact URI; None for remote stores."""
+    if not artifact_uri:
+        return None
+    parts = urlsplit(artifact_uri)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return Path(url2pathname(parts.path))
+    if parts.scheme == "" and os.path.isabs(artifact_uri):
+        return Path(artifact_uri)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, str | bool)
+
+
+def write_history_csv(history: Sequence[Mapping[str, float]], path: str | Path) -> None:
+    """One row per epoch, columns `epoch` then every metric (first-seen order); blanks missing."""
+    keys: dict[str, None] = {}
+    for row in history:
+        keys.update(dict.fromkeys(k for k in row if k != "epoch"))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", *keys])
+        for epoch, row in enumerate(history):
+            writer.writerow([row.get("epoch", epoch), *(_csv_value(row.get(k)) for k in keys)])
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf, -inf: pandas.read_csv reads them back
+    return repr(float(value)) if _is_number(value) else str(value)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a run is being closed; deliver them right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[tuple[int, Any]] = []
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[sig] = signal.signal(sig, lambda s, f: pending.append((s, f)))
+        except (ValueError, OSError):
+            continue
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for sig, frame in pending[:1]:
+            handler = saved.get(sig)
+            if callable(handler):
+                handler(sig, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)
+
+
+def _skip_lookup(client, exp_id: str, config_hash: str) -> str | None:
+    """Run id of a FINISHED, non-parent run with this config hash in the experiment, or None."""
+    runs = client.search_runs(
+        [exp_id],
+        filter_string=(f"tags.`fnnbench.config_hash` = '{config_hash}' "
+                       "and attributes.status = 'FINISHED'"),
+        max_results=10,
+        order_by=["attributes.start_time DESC"],
+    )
+    for run in runs:
+        if run.data.tags.get("fnnbench.parent") != "true":
+            return run.info.run_id
+    return None
+
+
+@contextlib.contextmanager
+def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
+            job_name: str | None = None) -> Iterator[Job]:
+    """Open the MLflow run of one job (see the module docstring); yields a `Job`.
+
+    cfg: the job's composed config (needs `tracking`; `claim.id` tags the claim).
+    overrides: the job's override strings (default: Hydra's task overrides of this job).
+    job_name: the run name (default: the overrides the sweep varies, see `run_name`).
+    With cfg.tracking.enabled false this yields a no-op Job and touches no MLflow code.
+    """
+    if not enabled(cfg):
+        yield Job(cfg=cfg)
+        return
+    from mlflow import MlflowClient
+
+    tcfg = cfg.get("tracking") or {}
+    uri = os.environ.get(ENV_URI) or prepare(tcfg)
+    tune_sqlite(uri)
+    exp_id = experiment_id(uri, experiment_name(tcfg))
+    client = MlflowClient(uri)
+    hc = _hydra()
+    if overrides is None:
+        overrides = list(hc.overrides.task) if hc is not None else []
+    overrides = [str(o) for o in overrides]
+    name = (job_name or run_name(overrides))[:MAX_RUN_NAME]
+    chash = records.config_hash(cfg)
+    parent_id = os.environ.get(ENV_PARENT) or None
+
+    skip = tcfg.get("skip_finished")
+    if skip is None:
+        skip = _is_multirun(hc)
+    if skip:
+        finished = _skip_lookup(client, exp_id, chash)
+        if finished is not None:
+            print(f"fnnbench: skipped {name}: identical config already FINISHED "
+                  f"as run {finished} (experiment {exp_id})", flush=True)
+            if parent_id:
+                with_retry(client.set_tag, parent_id, SKIPPED_TAG + chash[:16], finished)
+            yield Job(uri=uri, experiment_id=exp_id, name=name, cfg=cfg, skipped=True,
+                      finished_run_id=finished)
+            return
+
+    tags = records.context_tags()
+    tags.update({
+        "fnnbench.config_hash": chash,
+        "fnnbench.overrides": records.clip_tag(" ".join(overrides)),
+    })
+    claim_cfg = cfg.get("claim")
+    claim = claim_cfg.get("id") if isinstance(claim_cfg, Mapping) else None
+    sweep = _sweep_choice(hc)
+    if claim:
+        tags["fnnbench.claim"] = str(claim)
+    if sweep:
+        tags["fnnbench.sweep"] = str(sweep)
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
+    job = Job(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
+              artifact_uri=run.info.artifact_uri)
+    try:
+        _log_params(client, job.run_id, cfg)
+        yield job
+    except KeyboardInterrupt as exc:
+        job._end("KILLED", exc)
+        raise
+    except Exception as exc:
+        job._end("FAILED", exc)
+        raise
+    except BaseException as exc:  # SystemExit, GeneratorExit: the job was stopped
+        job._end("KILLED", exc)
+        raise
+    else:
+        job._end("FINISHED")
+
+
+def _sweep_choice(hc) -> str | None:
+    if hc is None:
+        return None
+    try:
+        return hc.runtime.choices.get("sweep")
+    except Exception:
+        return None
+
+
+def _log_params(client, run_id: str, cfg: Mapping) -> None:
+    from mlflow.entities import Param
+
+    params = [Param(k, v) for k, v in records.flatten(records.resolved(cfg)).items()]
+    for batch in records.chunks(params, records.PARAMS_PER_BATCH):
+        with_retry(client.log_batch, run_id, params=batch)

@@ -1,0 +1,289 @@
+"""Hydra callback for sweeps: a parent run per multirun, every job nested under it.
+
+Registered in conf/config.yaml:
+
+    hydra:
+      callbacks:
+        mlflow:
+          _target_: fnnbench.tracking.SweepCallback
+
+on_multirun_start (launching process, before any job): prepare the store once (this is what
+makes parallel first writers safe), create the parent run (tags fnnbench.parent=true,
+fnnbench.sweep, fnnbench.claim, fnnbench.overrides, fnnbench.n_jobs) and hand it to the jobs
+through FNNBENCH_PARENT_RUN_ID / FNNBENCH_TRACKING_URI / FNNBENCH_SWEEP_KEYS (joblib/loky
+and submitit workers inherit the environment; on_job_start sets it again in a worker process
+from this callback, which the launcher pickles with the job; MLFLOW_RUN_ID is never set).
+With a submitit launcher it prints where the jobs' output goes. The parent stays RUNNING
+while the jobs run.
+
+on_multirun_end: count the children from MLflow (FINISHED, FAILED, KILLED, diverged) and the
+skipped jobs (parent tags fnnbench.skipped.*), tag the parent, print one summary line, set the
+parent's status: KILLED if a job was killed, else FAILED if a job failed, else FINISHED.
+Hydra skips on_multirun_end when the sweep raises (a failed job makes the basic sweeper raise
+after the batch; Ctrl-C); an atexit hook then does the same, so no run is left RUNNING.
+A prepare() failure prints one line to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+from fnnbench.tracking import records
+from fnnbench.tracking.job import ENV_PARENT, ENV_SWEEP_KEYS, SKIPPED_TAG, enabled
+from fnnbench.tracking.store import (
+    ENV_URI,
+    TrackingError,
+    experiment_id,
+    experiment_name,
+    prepare,
+    with_retry,
+)
+
+
+@dataclass
+class SweepSummary:
+    """What became of a sweep's jobs, counted from MLflow."""
+
+    n_finished: int = 0  # FINISHED children (diverged ones included)
+    n_failed: int = 0
+    n_killed: int = 0  # KILLED children, and children found still RUNNING at the end
+    n_diverged: int = 0  # FINISHED children with fnnbench.outcome=diverged
+    n_skipped: int = 0  # jobs that found an identical FINISHED run and trained nothing
+    status: str = "FINISHED"  # the parent's final status
+
+    @property
+    def n_jobs(self) -> int:
+        return self.n_finished + self.n_failed + self.n_killed + self.n_skipped
+
+    def tags(self) -> dict[str, str]:
+        return {f"fnnbench.{k}": str(getattr(self, k)) for k in
+                ("n_jobs", "n_finished", "n_failed", "n_killed", "n_diverged", "n_skipped")}
+
+    def line(self, name: str, parent_run_id: str) -> str:
+        return (f"fnnbench: sweep {name}: {self.n_jobs} jobs: {self.n_finished} finished "
+                f"({self.n_diverged} diverged), {self.n_failed} failed, {self.n_killed} killed, "
+                f"{self.n_skipped} skipped; parent run {parent_run_id} {self.status}")
+
+
+def sweep_info(config: Mapping) -> dict[str, Any]:
+    """name, claim, overrides, keys (what varies) and n_jobs (None if unknown) of a multirun."""
+    hydra = config.get("hydra") or {}
+    choices = (hydra.get("runtime") or {}).get("choices") or {}
+    claim = config.get("claim")
+    claim_id = claim.get("id") if isinstance(claim, Mapping) else None
+    task = [str(o) for o in ((hydra.get("overrides") or {}).get("task") or [])]
+    sweeper = hydra.get("sweeper") or {}
+    params = sweeper.get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + task  # as BasicSweeper combines them
+    keys: list[str] = []
+    n_jobs = None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(args)
+        keys = [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
+        if str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            n_jobs = sum(len(b) for b in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # another sweeper's syntax: names and counts come from the jobs
+        pass
+    sweep = choices.get("sweep")
+    name = sweep or claim_id or ("multirun " + ",".join(keys) if keys else "multirun")
+    return {"name": str(name), "sweep": sweep, "claim": claim_id, "overrides": task,
+            "keys": keys, "n_jobs": n_jobs}
+
+
+def summarize(client, experiment_id: str, parent_run_id: str) -> SweepSummary:
+    """Count the parent's children by status (closing any still RUNNING as KILLED)."""
+    summary = SweepSummary()
+    page_token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            max_results=1000, page_token=page_token)
+        for run in page:
+            status = run.info.status
+            if status in ("RUNNING", "SCHEDULED"):
+                with_retry(client.set_tag, run.info.run_id, "fnnbench.error",
+                           "the job ended without closing its run")
+                with_retry(client.set_terminated, run.info.run_id, "KILLED")
+                status = "KILLED"
+            if status == "FINISHED":
+                summary.n_finished += 1
+                summary.n_diverged += run.data.tags.get("fnnbench.outcome") == "diverged"
+            elif status == "FAILED":
+                summary.n_failed += 1
+            else:
+                summary.n_killed += 1
+        page_token = page.token
+        if not page_token:
+            break
+    parent = client.get_run(parent_run_id)
+    summary.n_skipped = sum(k.startswith(SKIPPED_TAG) for k in parent.data.tags)
+    summary.status = ("KILLED" if summary.n_killed else
+                      "FAILED" if summary.n_failed else "FINISHED")
+    return summary
+
+
+def submitit_logs(config: Mapping) -> str | None:
+    """'<sweep dir>/.submitit/<job id>/<job id>_<task>_log.out|err' for submitit launchers."""
+    launcher = (config.get("hydra") or {}).get("launcher") or {}
+    if "submitit" not in str(launcher.get("_target_", "")):
+        return None
+    try:
+        folder = str(launcher.get("submitit_folder"))
+    except Exception:  # an interpolation that does not resolve here
+        return "<hydra.launcher.submitit_folder>/<job id>_0_log.out"
+    return folder.replace("%j", "<job id>") + "/<job id>_0_log.out (and _log.err)"
+
+
+def _prepare_or_exit(tracking_cfg: Mapping | None) -> str:
+    try:
+        return prepare(tracking_cfg)
+    except TrackingError as exc:
+        print(f"fnnbench: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+class SweepCallback(Callback):
+    """Hydra callback: the parent run of a multirun; the store prepared before any job."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.uri: str | None = None
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.name = ""
+        self.summary: SweepSummary | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._pid = os.getpid()
+        self._keys = ""
+        self.job_logs: str | None = None  # where a submitit launcher's jobs write their output
+
+    # -- single runs ------------------------------------------------------------------------
+    def on_run_start(self, config, **kwargs: Any) -> None:
+        if not enabled(config):
+            return
+        uri = _prepare_or_exit(config.get("tracking"))
+        self._set_env({ENV_URI: uri, ENV_PARENT: None, ENV_SWEEP_KEYS: None})
+
+    def on_run_end(self, config, **kwargs: Any) -> None:
+        self._restore_env()
+
+    # -- sweeps -----------------------------------------------------------------------------
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        if not enabled(config):
+            return
+        from mlflow import MlflowClient
+
+        tcfg = config.get("tracking")
+        uri = _prepare_or_exit(tcfg)
+        exp_id = experiment_id(uri, experiment_name(tcfg))
+        client = MlflowClient(uri)
+        info = sweep_info(config)
+        tags = records.context_tags()
+        tags.update({"fnnbench.parent": "true",
+                     "fnnbench.overrides": records.clip_tag(" ".join(info["overrides"]))})
+        if info["sweep"]:
+            tags["fnnbench.sweep"] = str(info["sweep"])
+        if info["claim"]:
+            tags["fnnbench.claim"] = str(info["claim"])
+        if info["n_jobs"] is not None:
+            tags["fnnbench.n_jobs"] = str(info["n_jobs"])
+        run = with_retry(client.create_run, exp_id, run_name=info["name"][:250], tags=tags)
+        self.uri, self.experiment_id, self.name = uri, exp_id, info["name"]
+        self.parent_run_id = run.info.run_id
+        self.summary = None
+        self._keys = ",".join(info["keys"])
+        self._set_env({ENV_URI: uri, ENV_PARENT: self.parent_run_id, ENV_SWEEP_KEYS: self._keys})
+        self._pid = os.getpid()
+        atexit.register(self._at_exit)
+        n = "" if info["n_jobs"] is None else f"{info['n_jobs']} jobs, "
+        print(f"fnnbench: sweep {self.name}: {n}parent run {self.parent_run_id} "
+              f"(experiment {exp_id}) in {uri}", flush=True)
+        self.job_logs = submitit_logs(config)
+        if self.job_logs:
+            print(f"fnnbench: job output (submitit): {self.job_logs}", flush=True)
+
+    def on_job_start(self, config, **kwargs: Any) -> None:
+        """In a worker process (submitit, joblib/loky), hand this sweep's parent run to the job.
+
+        Launchers pickle this callback after on_multirun_start, so a worker gets the parent
+        run id even when its environment was not inherited (sbatch --export=NONE, a reused
+        loky worker started by an earlier sweep). In the launching process: nothing to do.
+        """
+        if self.parent_run_id is None or os.getpid() == self._pid:
+            return
+        os.environ.update({ENV_URI: self.uri or "", ENV_PARENT: self.parent_run_id,
+                           ENV_SWEEP_KEYS: self._keys})
+
+    def on_multirun_end(self, config, **kwargs: Any) -> None:
+        try:
+            self.finish()
+        finally:
+            self._restore_env()
+
+    def finish(self, ended_early: str | None = None) -> SweepSummary | None:
+        """Count the children, tag the parent, print the summary line, end the parent run.
+
+        ended_early: None when the sweep returned, else why it did not ("KeyboardInterrupt"
+        makes the parent KILLED, anything else at least FAILED).
+        """
+        if self.parent_run_id is None:
+            return None
+        from mlflow import MlflowClient
+        from mlflow.entities import RunTag
+
+        client = MlflowClient(self.uri)
+        parent_id, self.parent_run_id = self.parent_run_id, None
+        atexit.unregister(self._at_exit)
+        self._restore_env()  # the sweep is over: its parent run is no job's parent any more
+        summary = summarize(client, self.experiment_id, parent_id)
+        if ended_early == "KeyboardInterrupt":
+            summary.status = "KILLED"
+        elif ended_early and summary.status == "FINISHED":
+            summary.status = "FAILED"
+        tags = [RunTag(k, v) for k, v in summary.tags().items()]
+        if ended_early:
+            tags.append(RunTag("fnnbench.error", f"the sweep ended early ({ended_early})"))
+        with_retry(client.log_batch, parent_id, tags=tags)
+        with_retry(client.set_terminated, parent_id, summary.status)
+        print(summary.line(self.name, parent_id), flush=True)
+        if self.job_logs and (summary.n_failed or summary.n_killed or ended_early):
+            print(f"fnnbench: job output (submitit): {self.job_logs}", flush=True)
+        self.summary = summary
+        return summary
+
+    def _at_exit(self) -> None:
+        if os.getpid() != self._pid or self.parent_run_id is None:
+            return
+        last = getattr(sys, "last_value", None)
+        try:
+            self.finish(ended_early=type(last).__name__ if last is not None else "exit")
+        except Exception as exc:
+            print(f"fnnbench: could not close the sweep's parent run: {exc}", file=sys.stderr)
+        finally:
+            self._restore_env()
+
+    # -- environment handed to the jobs -------------------------------------------------------
+    def _set_env(self, values: dict[str, str | None]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
