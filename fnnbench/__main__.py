@@ -19,7 +19,13 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from fnnbench.config import ConfigError, check_against_data, resolve_batch_size, validate
+from fnnbench.config import (
+    ConfigError,
+    check_against_data,
+    check_size,
+    resolve_batch_size,
+    validate,
+)
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_DIR / "conf"
@@ -50,6 +56,7 @@ def build(cfg: DictConfig) -> Job:
     seed_data, seed_init, seed_shuffle = np.random.SeedSequence(cfg.seed).spawn(3)
     data = load_dataset(cfg.dataset, seed=int(seed_data.generate_state(1)[0]))
     check_against_data(cfg, len(data.y_train))
+    check_size(cfg, data.n_features, data.n_classes, len(data.y_train))
     # Two classes: one output unit (the lecture's Bernoulli / single neuron); C > 2: C outputs.
     n_out = 1 if data.n_classes == 2 else data.n_classes
     act = OmegaConf.to_container(cfg.activation)
@@ -99,8 +106,10 @@ def _overrides() -> tuple[list[str], str | None]:
 
     if not HydraConfig.initialized():
         return [], None
-    hc = HydraConfig.get()
-    return list(hc.overrides.task), hc.job.override_dirname or None
+    from fnnbench.tracking import run_name
+
+    overrides = list(HydraConfig.get().overrides.task)
+    return overrides, run_name(overrides) if overrides else None  # the keys the sweep varies
 
 
 def train(cfg: DictConfig, *, multirun: bool = False):
@@ -117,8 +126,7 @@ def train(cfg: DictConfig, *, multirun: bool = False):
     settings = TrainSettings.from_cfg(cfg.train, progress=_progress(cfg, multirun))
     overrides, job_name = _overrides()
     with tracking.job_run(cfg, overrides=overrides, job_name=job_name) as run:
-        if run.skipped:
-            print(f"fnnbench: skipped {job_name or 'job'}: an identical config already FINISHED")
+        if run.skipped:  # tracking.job_run printed the one "fnnbench: skipped ..." line
             return None
         result = fit(job.net, job.opt, job.data, settings, job.rng, job.batch_size,
                      callbacks=[run])

@@ -144,6 +144,35 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
 }
 
+def optional_text(key: str, v: Any) -> None:
+    if v is not None and (not isinstance(v, str) or not v.strip()):
+        _fail(key, v, "must be a non-empty string (or null)")
+
+
+def optional_boolean(key: str, v: Any) -> None:
+    if v is not None and not isinstance(v, bool):
+        _fail(key, v, "must be true, false or null")
+
+
+# The tracking section (conf/tracking/*.yaml); fnnbench.tracking reads these keys.
+TRACKING_KEYS: dict[str, Check] = {
+    "uri": optional_text,
+    "experiment": text,
+    "enabled": boolean,
+    "log_model": boolean,
+    "log_artifacts": boolean,
+    "skip_finished": optional_boolean,
+    "flush_every": integer(1, 1_000_000),
+    "flush_seconds": number(0.0, 86_400.0),
+    "fast_metrics": boolean,
+}
+
+# Largest network and data a job may build: parameters, and activation values of one pass over
+# the training set (evaluation runs on the whole split), both counted in numbers (float64: x8
+# bytes, and the trainer keeps a few copies of each).
+MAX_PARAMS = 50_000_000
+MAX_ACTIVATIONS = 200_000_000
+
 # Extra keys each activation accepts besides `name`.
 ACTIVATION_KEYS: dict[str, dict[str, Check]] = {
     "leaky_relu": {"slope": number(0.0, 1.0, hi_open=True)},
@@ -232,6 +261,12 @@ def validate(cfg: DictConfig) -> None:
                                    "lr": number(0.0, 1e6, lo_open=True),
                                    "batch_size": batch_size, **OPTIMIZER_KEYS[opt["rule"]]})
 
+    if c.get("tracking") is not None:
+        if not isinstance(c["tracking"], dict):
+            _fail("tracking", c["tracking"], "must be a section (pick an option, e.g. "
+                  "tracking=local)")
+        _check_keys("tracking", c["tracking"], TRACKING_KEYS)
+
     tr = c["train"]
     if tr["target"] is not None and tr["target_metric"] == "train_error" and tr["target"] > 1:
         _fail("train.target", tr["target"], "must be in [0, 1] for target_metric=train_error")
@@ -253,6 +288,27 @@ def check_against_data(cfg: DictConfig, n_train: int) -> None:
         _fail("optimizer.batch_size", bs,
               f"must be <= the {n_train} training examples of dataset={cfg.dataset.name} "
               "(or 'full' for gradient descent)")
+
+
+def check_size(cfg: DictConfig, n_features: int, n_classes: int, n_train: int) -> None:
+    """The network fits: at most MAX_PARAMS parameters and MAX_ACTIVATIONS activation values
+    in one pass over the training set (a typo like hidden_sizes=[1000000,1000000] is refused
+    here instead of exhausting the machine's memory)."""
+    k = int(cfg.activation.get("k", 1)) if cfg.activation.name == "maxout" else 1
+    n_out = 1 if n_classes == 2 else n_classes
+    hidden = [int(w) for w in cfg.model.hidden_sizes]
+    sizes = [int(n_features), *hidden, n_out]
+    params = sum((sizes[i - 1] + 1) * sizes[i] * (k if i < len(sizes) - 1 else 1)
+                 for i in range(1, len(sizes)))
+    acts = int(n_train) * sum(w * k for w in hidden) + int(n_train) * n_out
+    if params > MAX_PARAMS:
+        _fail("model.hidden_sizes", hidden,
+              f"too large: {params:,} parameters with {n_features} inputs and {n_out} outputs;"
+              f" at most {MAX_PARAMS:,}")
+    if acts > MAX_ACTIVATIONS:
+        _fail("model.hidden_sizes", hidden,
+              f"too large: {acts:,} activation values over the {n_train} training examples; "
+              f"at most {MAX_ACTIVATIONS:,} (fewer or narrower layers, or dataset.max_train)")
 
 
 def resolve_batch_size(bs: int | str, n_train: int) -> int:
