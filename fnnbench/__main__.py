@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ def _hydra_main(cfg: DictConfig) -> Any:
     from fnnbench.data import DataError
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    install_signal_handlers()  # again in worker processes (joblib, submitit)
     try:
         train(cfg, multirun=multirun)
     except (ConfigError, DataError) as err:
@@ -175,8 +177,57 @@ def _job_failed(err: BaseException) -> None:
     _failed_jobs.append(name or "?")
 
 
-def _sigterm(signum: int, frame: Any) -> None:
+# Code an interrupt must not land in: a KeyboardInterrupt raised inside an MLflow / SQLAlchemy
+# call can leave a sqlite write transaction open, and then closing the run as KILLED fails
+# with "database is locked" (and the sweep goes on as if a job had failed).
+_STORE_MODULES = ("fnnbench.tracking", "mlflow", "sqlalchemy", "sqlite3", "alembic")
+_RECHECK_SECONDS = 0.05
+_pending_signal: int | None = None
+
+
+def _in_store_code(frame: Any) -> bool:
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(_STORE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM: raise KeyboardInterrupt, but never inside MLflow store code.
+
+    There the signal is held and re-checked every 50 ms (SIGALRM), so the write completes and
+    the job's run is closed as KILLED right after. A second signal while one is held is
+    delivered at once (a user who presses Ctrl-C twice wants out).
+    """
+    global _pending_signal
+    if _pending_signal is None and _in_store_code(frame):
+        _pending_signal = signum
+        signal.setitimer(signal.ITIMER_REAL, _RECHECK_SECONDS)
+        return
+    _pending_signal = None
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _deliver_held(signum: int, frame: Any) -> None:
+    global _pending_signal
+    if _pending_signal is None:
+        return
+    if _in_store_code(frame):
+        signal.setitimer(signal.ITIMER_REAL, _RECHECK_SECONDS)
+        return
+    held, _pending_signal = _pending_signal, None
+    raise KeyboardInterrupt(f"signal {held}")
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM end the job as KeyboardInterrupt, outside store code (main thread)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"):
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    signal.signal(signal.SIGALRM, _deliver_held)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,11 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"fnnbench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    signal.signal(signal.SIGTERM, _sigterm)
+    install_signal_handlers()
     sys.argv = [sys.argv[0], *args]
     try:
         _hydra_main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # as for an uncaught exception: the sweep callback's exit hook reads sys.last_value
+        # to close the parent run as KILLED (not FAILED) when no job was running
+        sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
         print("fnnbench: interrupted; runs so far are marked KILLED and keep their metrics",
               file=sys.stderr)
         return 130

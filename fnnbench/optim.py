@@ -195,18 +195,23 @@ class Optimizer:
 
         Arrays of ``params`` must be writable floating arrays; ``grads`` is only read.
         """
-        missing = [key for key in params if key not in grads]
-        if missing:
+        # called once per update: the checks stay, at the cost of a few dict look-ups
+        if not grads.keys() >= params.keys():
+            missing = [key for key in params if key not in grads]
             raise ValueError(f"{self.rule}: no gradient for parameter(s) {missing}")
-        self.state["t"] += 1
-        t = self.state["t"]
+        state = self.state
+        state["t"] = t = state["t"] + 1
+        buffers = state["buffers"]
         for key, theta in params.items():
             g = grads[key]
             if g.shape != theta.shape:
                 raise ValueError(
                     f"{self.rule}: gradient {key!r} has shape {g.shape}, parameter {theta.shape}"
                 )
-            self._update(theta, g, self._buffers(key, theta), t)
+            buf = buffers.get(key)
+            if buf is None or buf["tmp"].shape != theta.shape:
+                buf = self._buffers(key, theta)
+            self._update(theta, g, buf, t)
 
     def _update(self, theta: np.ndarray, g: np.ndarray, buf: dict[str, np.ndarray], t: int):
         raise NotImplementedError
@@ -221,7 +226,7 @@ class Plain(Optimizer):
     def _update(self, theta, g, buf, t):
         tmp = buf["tmp"]
         np.multiply(g, self.hp.lr, out=tmp)
-        theta -= tmp
+        np.subtract(theta, tmp, out=theta)
 
 
 class Momentum(Optimizer):

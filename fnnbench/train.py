@@ -15,9 +15,10 @@ untrained network — and ``on_train_end(result)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,12 +85,19 @@ def evaluate(net: MLP, X: np.ndarray, T: np.ndarray, y: np.ndarray) -> tuple[flo
     """Loss (mean over examples, plus lambda * Omega) and accuracy on a whole split.
 
     ``X`` is validated and in the net's dtype already (the trainer checks data once)."""
-    zs, _ = net._forward(X)
-    z = zs[-1]
+    return _evaluate(net, net._forward(X), T, y)
+
+
+def _evaluate(net: MLP, forward: tuple[list, list], T: np.ndarray,
+              y: np.ndarray) -> tuple[float, float]:
+    """:func:`evaluate` from a forward pass ``net._forward(X)``: one pass for both metrics."""
+    z = forward[0][-1]
     return float(net.loss.value(z, T) + penalty(net)), accuracy(net, z, y)
 
 
-def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray) -> dict[str, float]:
+def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
+                      forward: tuple[list, list] | None = None,
+                      workspace: Any = None) -> dict[str, float]:
     """Per-layer diagnostics on the full training set.
 
     - ``grad_norm/layer{l}``: Frobenius norm of dJ/d(theta^l) (all parameters of layer l) of
@@ -99,16 +107,25 @@ def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray) -> dict[str, float
       a saturating activation (sigmoid (0, 1), tanh (-1, 1)); 0 for unbounded activations;
     - ``dead_frac/layer{l}``: share of units whose derivative f'(z) is 0 on every training
       example (a dead ReLU: z < 0 everywhere); 0 for PReLU and maxout, which cannot die this way.
+
+    ``X`` (converted to the net's dtype) and ``T`` (encoded targets) are not validated.
+    ``forward``: the trainer's forward pass ``net._forward(X, workspace)`` of this epoch,
+    reused: one forward and one backward pass for every diagnostic (the backward writes only
+    the workspace's delta buffers, or new arrays, never the forward's arrays).
     """
+    X = np.asarray(X, dtype=net.dtype)
+    if forward is None:
+        forward = net._forward(X)
+    zs, as_ = forward
     out: dict[str, float] = {}
-    _, grads = net.loss_and_grad(X, T)
+    layers = net._layer_views(np.empty_like(net.theta))  # (dJ/dW, dJ/db, dJ/dmu) per layer
+    net._backward(zs, as_, np.asarray(T, dtype=net.dtype), layers, workspace)
     for l in range(1, net.n_layers + 1):
-        sq = sum(float(np.vdot(grads[k], grads[k])) for k in net.layer_keys(l))
+        sq = sum(float(np.vdot(g, g)) for g in layers[l] if g is not None)
         out[f"grad_norm/layer{l}"] = math.sqrt(sq)
-    _, cache = net.forward(X, cache=True)
     act = net.activation
     for l in range(1, net.n_layers):
-        a, z = cache["a"][l], cache["z"][l]
+        a, z = as_[l], zs[l]
         out[f"act_mean/layer{l}"] = float(a.mean())
         out[f"act_std/layer{l}"] = float(a.std())
         bounds = getattr(act, "bounds", None)
@@ -131,6 +148,114 @@ def _reached(settings: TrainSettings, train_loss: float, train_acc: float) -> bo
         return False
     value = train_loss if settings.target_metric == "train_loss" else 1.0 - train_acc
     return value <= settings.target
+
+
+def batches(net: MLP, X: np.ndarray, T: np.ndarray, batch_size: int) -> list[tuple]:
+    """The batches of one epoch over ``X``, ``T`` (in their row order) for :func:`train_epoch`.
+
+    ``[(X_batch, T_batch, workspace), ...]``: contiguous row views (the trainer copies each
+    epoch's permutation into the same two arrays, so the views are made once per job) and one
+    preallocated :class:`fnnbench.nn.mlp.Workspace` per batch size (the last batch may be
+    shorter).
+    """
+    n = X.shape[0]
+    b = max(1, min(int(batch_size), n))
+    spaces: dict[int, Any] = {}
+    out = []
+    for start in range(0, n, b):
+        Xb, Tb = X[start:start + b], T[start:start + b]
+        m = Xb.shape[0]
+        if m not in spaces:
+            spaces[m] = net.workspace(m)
+        out.append((Xb, Tb, spaces[m]))
+    return out
+
+
+# NumPy's BLAS (OpenBLAS) splits every GEMM above ~2^18 multiply-adds over all its threads.
+# A thread's share of a small GEMM is shorter than the hand-off, and on a busy machine a
+# thread waiting for a descheduled partner waits milliseconds (measured on the shared 2-core
+# benchmark machine: 2 threads 3-4x slower than 1 up to ~2^25 multiply-adds, 1.5x faster
+# from ~2^28). The trainer gives each BLAS thread at least this many multiply-adds of the
+# largest GEMM of a step (fewer threads for small steps; results are the same for a given
+# thread count, so this depends only on the shapes: runs stay reproducible).
+GEMM_PER_THREAD = 1 << 25
+_blas_libs: list | None = None
+
+
+def _blas_controllers() -> list:
+    """threadpoolctl controllers of the BLAS libraries loaded (found once per process)."""
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas_libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # threadpoolctl missing or failing: leave the threads alone
+            _blas_libs = []
+    return _blas_libs
+
+
+@contextlib.contextmanager
+def _blas_threads(limit: int) -> Iterator[None]:
+    """At most ``limit`` BLAS threads inside the block; the previous counts restored."""
+    libs = [(c, c.get_num_threads()) for c in _blas_controllers()]
+    libs = [(c, n) for c, n in libs if n > limit]
+    for c, _ in libs:
+        c.set_num_threads(limit)
+    try:
+        yield
+    finally:
+        for c, n in libs:
+            c.set_num_threads(n)
+
+
+def _step_threads(net: MLP, rows: int) -> int:
+    """BLAS threads worth using for ``rows`` examples: the largest GEMM (rows x n_{l-1} x
+    rows_l multiply-adds) over ``GEMM_PER_THREAD``, at least 1."""
+    k = getattr(net.activation, "k", 1)
+    widest = max(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:], strict=False)) * k
+    return max(1, rows * widest // GEMM_PER_THREAD)
+
+
+def train_epoch(net: MLP, opt: Any, epoch_batches: list[tuple], grad: np.ndarray,
+                prev: np.ndarray | None = None, converge_tol: float = 0.0) -> tuple[int, str]:
+    """The inner loop: one update per batch of :func:`batches`; returns ``(updates, outcome)``.
+
+    Each update: forward + backward (``net._backprop`` into the flat gradient buffer ``grad``,
+    no allocation) and ``opt.step({"theta": net.theta}, {"theta": grad})``. ``outcome`` is
+    ``"diverged"`` (a non-finite batch loss, before its update), ``"converged"`` (with
+    ``prev``, a buffer like theta: an update moved theta by at most ``converge_tol``) or ``""``.
+    Small steps use fewer BLAS threads (see ``GEMM_PER_THREAD``). This is the code the
+    benchmark (``python -m fnnbench.bench``) times.
+    """
+    if not epoch_batches:
+        return 0, ""
+    with _blas_threads(_step_threads(net, epoch_batches[0][0].shape[0])):
+        return _epoch_loop(net, opt, epoch_batches, grad, prev, converge_tol)
+
+
+def _epoch_loop(net, opt, epoch_batches, grad, prev, converge_tol) -> tuple[int, str]:
+    theta = net.theta
+    params, grads = {"theta": theta}, {"theta": grad}
+    backprop, step, isfinite = net._backprop, opt.step, math.isfinite
+    updates = 0
+    if prev is None:
+        for Xb, Tb, ws in epoch_batches:
+            if not isfinite(backprop(Xb, Tb, grad, ws)):
+                return updates, "diverged"
+            step(params, grads)
+            updates += 1
+        return updates, ""
+    for Xb, Tb, ws in epoch_batches:
+        np.copyto(prev, theta)
+        if not isfinite(backprop(Xb, Tb, grad, ws)):
+            return updates, "diverged"
+        step(params, grads)
+        updates += 1
+        np.subtract(prev, theta, out=prev)
+        if math.sqrt(float(np.vdot(prev, prev))) <= converge_tol:
+            return updates, "converged"
+    return updates, ""
 
 
 def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.random.Generator,
@@ -161,9 +286,13 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
 
     b = min(batch_size, n)
     full_batch = b >= n
-    Xs, Ts = np.empty_like(X), np.empty_like(T)  # shuffled copies; batches are views into them
+    if full_batch:  # gradient descent: the data in their order, no copy
+        Xs, Ts = X, T
+    else:  # shuffled copies; batches are views into them
+        Xs, Ts = np.empty_like(X), np.empty_like(T)
+    epoch_batches = batches(net, Xs, Ts, b)
+    eval_ws = epoch_batches[0][2] if full_batch else None
     grad = np.zeros_like(net.theta)
-    params, grads = {"theta": net.theta}, {"theta": grad}
     prev = np.empty_like(net.theta) if settings.converge_tol > 0 else None
 
     history: list[dict[str, float]] = []
@@ -172,16 +301,26 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
     clock = 0.0
     outcome = "max_epochs"
 
-    def record(epoch: int) -> dict[str, float]:
+    def measure(epoch: int) -> dict[str, float]:
         m: dict[str, float] = {}
-        m["train_loss"], m["train_acc"] = evaluate(net, X, T, y)
+        # one forward pass of the training set for the metrics and the diagnostics (gradient
+        # descent: into the step's workspace, which holds exactly the training set)
+        forward = net._forward(X, eval_ws)
+        m["train_loss"], m["train_acc"] = _evaluate(net, forward, T, y)
         for name, (Xe, Te, ye) in encoded.items():
             if name == "test" and not settings.eval_test and epoch < settings.epochs:
                 continue
             m[f"{name}_loss"], m[f"{name}_acc"] = evaluate(net, Xe, Te, ye)
         every = settings.diagnostics_every
         if every and epoch % every == 0 and all(math.isfinite(v) for v in m.values()):
-            m.update(layer_diagnostics(net, X, T))
+            m.update(layer_diagnostics(net, X, T, forward=forward, workspace=eval_ws))
+        return m
+
+    eval_threads = _step_threads(net, n)
+
+    def record(epoch: int) -> dict[str, float]:
+        with _blas_threads(eval_threads):
+            m = measure(epoch)
         m["updates"] = float(updates)
         m["train_seconds"] = clock
         history.append(m)
@@ -210,29 +349,16 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
             outcome = "diverged"
         while outcome == "max_epochs" and epoch < settings.epochs:
             epoch += 1
-            if full_batch:
-                Xe, Te = X, T
-            else:
+            if not full_batch:
                 perm = rng.permutation(n)
                 np.take(X, perm, axis=0, out=Xs)
                 np.take(T, perm, axis=0, out=Ts)
-                Xe, Te = Xs, Ts
             t0 = time.perf_counter()
-            for start in range(0, n, b):
-                if prev is not None:
-                    np.copyto(prev, net.theta)
-                loss, _ = net._loss_and_grad(Xe[start:start + b], Te[start:start + b], grad)
-                if not math.isfinite(loss):
-                    outcome = "diverged"
-                    break
-                opt.step(params, grads)
-                updates += 1
-                if prev is not None:
-                    np.subtract(prev, net.theta, out=prev)
-                    if math.sqrt(float(np.vdot(prev, prev))) <= settings.converge_tol:
-                        outcome = "converged"
-                        break
+            done, stop = train_epoch(net, opt, epoch_batches, grad, prev, settings.converge_tol)
             clock += time.perf_counter() - t0
+            updates += done
+            if stop:
+                outcome = stop
             m = record(epoch)
             if bar is not None:
                 bar.update(1)
@@ -255,7 +381,8 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
     })
     for name in encoded:
         if f"{name}_loss" not in last and math.isfinite(last["train_loss"]):
-            last[f"{name}_loss"], last[f"{name}_acc"] = evaluate(net, *encoded[name])
+            with _blas_threads(eval_threads):
+                last[f"{name}_loss"], last[f"{name}_acc"] = evaluate(net, *encoded[name])
         if f"{name}_acc" in last:
             summary[f"final_{name}_loss"] = last[f"{name}_loss"]
             summary[f"final_{name}_acc"] = last[f"{name}_acc"]

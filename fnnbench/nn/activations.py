@@ -2,8 +2,9 @@
 
 One interface for the family:
 
-- ``f(z) -> a``: the activation, elementwise, same shape as ``z`` (maxout: ``(..., k*m) ->
-  (..., m)``; softmax: row-wise over the last axis);
+- ``f(z, out=None) -> a``: the activation, elementwise, same shape as ``z`` (maxout:
+  ``(..., k*m) -> (..., m)``; softmax: row-wise over the last axis); with ``out`` (an array of
+  the result's shape and dtype, e.g. the trainer's preallocated buffer) it is written there;
 - ``df(z) -> f'(z)``: the elementwise derivative, same shape as ``z`` (maxout: the 0/1 mask of
   the winning piece; softmax: the full Jacobian, see :class:`Softmax`);
 - ``backward(da, z, a) -> delta = dJ/dz``: the chain rule ``delta = f'(z) (.) da`` given
@@ -71,6 +72,14 @@ def exp_cap(dtype) -> float:
     return cap
 
 
+def _into(out: np.ndarray | None, a: np.ndarray) -> np.ndarray:
+    """``a``, or ``a`` copied into ``out`` when given (activations without an ``out`` path)."""
+    if out is None:
+        return a
+    np.copyto(out, a)
+    return out
+
+
 def _exp_neg_abs(z: np.ndarray) -> np.ndarray:
     """``exp(-|z|)`` with ``|z|`` clipped at :func:`exp_cap` (a new array, shape of z)."""
     e = np.abs(z)
@@ -79,15 +88,16 @@ def _exp_neg_abs(z: np.ndarray) -> np.ndarray:
     return np.exp(e, out=e)
 
 
-def sigmoid(z) -> np.ndarray:
+def sigmoid(z, out: np.ndarray | None = None) -> np.ndarray:
     """Logistic sigmoid ``1 / (1 + exp(-z))``, elementwise, without overflow or underflow.
 
     ``-z`` is clipped to ``[-cap, cap]`` first: ``exp`` stays finite and normal, and the
     result keeps its relative precision in both tails (``sigma(-40) = 4.2e-18``, not 0).
+    Written into ``out`` when given (may be ``z`` itself).
     """
     z = _as_float(z)
     cap = exp_cap(z.dtype)
-    e = np.negative(z)
+    e = np.negative(z, out=out)
     np.maximum(e, -cap, out=e)
     np.minimum(e, cap, out=e)
     np.exp(e, out=e)
@@ -123,7 +133,7 @@ class Activation:
     name: str = ""
     bounds: tuple[float, float] | None = None
 
-    def f(self, z) -> np.ndarray:  # pragma: no cover - abstract
+    def f(self, z, out=None) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def df(self, z) -> np.ndarray:  # pragma: no cover - abstract
@@ -143,8 +153,9 @@ class Linear(Activation):
 
     name = "linear"
 
-    def f(self, z):
-        return _as_float(z).copy()
+    def f(self, z, out=None):
+        z = _as_float(z)
+        return z.copy() if out is None else _into(out, z)
 
     def df(self, z):
         return np.ones_like(_as_float(z))
@@ -159,8 +170,8 @@ class Sigmoid(Activation):
     name = "sigmoid"
     bounds = (0.0, 1.0)
 
-    def f(self, z):
-        return sigmoid(z)
+    def f(self, z, out=None):
+        return sigmoid(z, out=out)
 
     def df(self, z):
         s = sigmoid(z)
@@ -179,8 +190,8 @@ class Tanh(Activation):
     name = "tanh"
     bounds = (-1.0, 1.0)
 
-    def f(self, z):
-        return np.tanh(_as_float(z))
+    def f(self, z, out=None):
+        return np.tanh(_as_float(z), out=out)
 
     def df(self, z):
         t = np.tanh(_as_float(z))
@@ -196,8 +207,8 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def f(self, z):
-        return np.maximum(_as_float(z), 0.0)
+    def f(self, z, out=None):
+        return np.maximum(_as_float(z), 0.0, out=out)
 
     def df(self, z):
         z = _as_float(z)
@@ -213,8 +224,8 @@ class ShiftedReLU(Activation):
 
     name = "shifted_relu"
 
-    def f(self, z):
-        return np.maximum(_as_float(z), -1.0)
+    def f(self, z, out=None):
+        return np.maximum(_as_float(z), -1.0, out=out)
 
     def df(self, z):
         z = _as_float(z)
@@ -233,9 +244,9 @@ class LeakyReLU(Activation):
     def __init__(self, slope: float = 0.01):
         self.slope = float(slope)
 
-    def f(self, z):
+    def f(self, z, out=None):
         z = _as_float(z)
-        return np.where(z >= 0, z, self.slope * z)
+        return _into(out, np.where(z >= 0, z, self.slope * z))
 
     def df(self, z):
         z = _as_float(z)
@@ -259,10 +270,10 @@ class PReLU(Activation):
     def __init__(self, init: float = 0.25):
         self.init = float(init)
 
-    def f(self, z, mu=None):
+    def f(self, z, mu=None, out=None):
         z = _as_float(z)
         mu = self.init if mu is None else mu
-        return np.where(z >= 0, z, mu * z)
+        return _into(out, np.where(z >= 0, z, mu * z))
 
     def df(self, z, mu=None):
         z = _as_float(z)
@@ -298,9 +309,9 @@ class ELU(Activation):
         np.maximum(zn, -exp_cap(z.dtype), out=zn)
         return zn
 
-    def f(self, z):
+    def f(self, z, out=None):
         z = _as_float(z)
-        return np.where(z >= 0, z, self.mu * np.expm1(self._neg(z)))
+        return _into(out, np.where(z >= 0, z, self.mu * np.expm1(self._neg(z))))
 
     def df(self, z):
         z = _as_float(z)
@@ -332,8 +343,8 @@ class Maxout(Activation):
             raise ValueError(f"maxout: last axis {z.shape[-1]} is not a multiple of k={self.k}")
         return z.reshape(*z.shape[:-1], z.shape[-1] // self.k, self.k)
 
-    def f(self, z):
-        return self._pieces(z).max(axis=-1)
+    def f(self, z, out=None):
+        return np.maximum.reduce(self._pieces(z), axis=-1, out=out)
 
     def df(self, z):
         p = self._pieces(z)
@@ -362,8 +373,8 @@ class Softmax(Activation):
     name = "softmax"
     bounds = (0.0, 1.0)
 
-    def f(self, z):
-        return softmax(z)
+    def f(self, z, out=None):
+        return _into(out, softmax(z))
 
     def df(self, z):
         h = softmax(z)

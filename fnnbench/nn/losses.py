@@ -11,7 +11,8 @@ One interface for the family. ``z`` is the output pre-activation ``z^L`` of shap
 - ``grad(z, T) -> dJ/dz^L``: shape ``(n, n_out)``, the gradient with respect to the output
   **pre-activation** ``z^L``, i.e. ``delta^L = grad_yhat J (.) f'(z^L)`` already fused with
   the output unit, **including the 1/n** of the batch mean;
-- ``value_and_grad(z, T) -> (float, dJ/dz^L)``: both, sharing the work (the trainer's path);
+- ``value_and_grad(z, T, out=None) -> (float, dJ/dz^L)``: both, sharing the work (the
+  trainer's path); the gradient is written into ``out`` (shape of ``z``) when given;
 - ``proba(z) -> (n, C)``: class probabilities (binary: two columns ``[1-p, p]``);
 - ``predict(z) -> (n,)`` int64 labels, equal to ``proba(z).argmax(1)``. Binary threshold:
   0.5 on sigmoid outputs and on the square loss's regression estimate, 0 on linear scores.
@@ -25,6 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from fnnbench.nn.activations import exp_cap, sigmoid, softmax, softplus
+
+_max_rows = np.maximum.reduce  # np.max / np.sum without their Python wrappers (same results)
+_sum = np.add.reduce
 
 __all__ = [
     "LOSSES",
@@ -67,6 +71,14 @@ def check_labels(y, C: int) -> np.ndarray:
             f"got min {y.min()!r}, max {y.max()!r}"
         )
     return y.astype(np.int64)
+
+
+def _into(out: np.ndarray | None, g: np.ndarray) -> np.ndarray:
+    """``g``, or ``g`` copied into ``out`` when given."""
+    if out is None:
+        return g
+    np.copyto(out, g)
+    return out
 
 
 def _one_hot(y: np.ndarray, C: int, dtype) -> np.ndarray:
@@ -122,7 +134,8 @@ class Loss:
         return _one_hot(y, n_out, dtype)
 
     # -- value / gradient ---------------------------------------------------------------
-    def value_and_grad(self, z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, z: np.ndarray, T: np.ndarray,
+                       out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         raise NotImplementedError  # pragma: no cover
 
     def value(self, z, T) -> float:
@@ -191,10 +204,10 @@ class Square(Loss):
             raise ValueError("square loss with output 'softmax' needs n_out >= 2, got n_out=1")
         return super().encode(y, n_out, dtype)
 
-    def value_and_grad(self, z, T):
+    def value_and_grad(self, z, T, out=None):
         n = z.shape[0]
         yhat = self._yhat(z)
-        r = yhat - T
+        r = np.subtract(yhat, T, out=out)
         J = float(np.vdot(r, r)) / n
         g = r
         g *= 2.0 / n
@@ -251,7 +264,7 @@ class Hinge(Loss):
             T = 2 * T - 1
         return T
 
-    def value_and_grad(self, z, T):
+    def value_and_grad(self, z, T, out=None):
         n = z.shape[0]
         if z.shape[1] == 1:
             m = 1.0 - T * z  # margins
@@ -259,7 +272,7 @@ class Hinge(Loss):
             J = float(np.sum(m, where=active)) / n
             g = np.where(active, -T, 0.0).astype(z.dtype, copy=False)
             g /= n
-            return J, g
+            return J, _into(out, g)
         s_y = np.sum(T * z, axis=1, keepdims=True)
         m = z - s_y
         m += 1.0
@@ -268,7 +281,7 @@ class Hinge(Loss):
         g = active.astype(z.dtype)
         g -= T * np.sum(g, axis=1, keepdims=True)
         g /= n
-        return J, g
+        return J, _into(out, g)
 
     def proba(self, z):
         z = np.asarray(z)
@@ -296,11 +309,11 @@ class Logistic(Loss):
         """``t = 2 e_y - 1``: ``(n, 1)`` for binary, ``(n, C)`` one-vs-rest otherwise."""
         return 2 * super().encode(y, n_out, dtype) - 1
 
-    def value_and_grad(self, z, T):
+    def value_and_grad(self, z, T, out=None):
         n = z.shape[0]
         u = -T * z
         J = float(np.sum(softplus(u))) / n
-        g = sigmoid(u)
+        g = sigmoid(u, out=out)
         g *= T
         g *= -1.0 / n
         return J, g
@@ -331,24 +344,26 @@ class CrossEntropy(Loss):
     def output(self) -> str:
         return "sigmoid" if self.n_out == 1 else "softmax"
 
-    def value_and_grad(self, z, T):
+    def value_and_grad(self, z, T, out=None):
         n = z.shape[0]
         if z.shape[1] == 1:
             J = float(np.sum(softplus(z)) - np.vdot(T, z)) / n
-            g = sigmoid(z)
+            g = sigmoid(z, out=out)
             g -= T
             g /= n
             return J, g
-        zmax = np.max(z, axis=1, keepdims=True)
-        h = z - zmax
+        zmax = _max_rows(z, axis=1, keepdims=True)
+        h = np.subtract(z, zmax, out=out)
         np.maximum(h, -exp_cap(z.dtype), out=h)
         np.exp(h, out=h)
-        S = np.sum(h, axis=1, keepdims=True)
+        S = _sum(h, axis=1, keepdims=True)
         h /= S  # h = softmax(z)
-        lse = zmax + np.log(S)  # log sum_c exp(z_c), stable
-        J = float(np.sum(lse) - np.vdot(T, z)) / n
+        lse = np.log(S, out=S)
+        lse += zmax  # log sum_c exp(z_c), stable
+        J = float(_sum(lse, axis=None) - np.vdot(T, z)) / n
         h -= T
-        h /= n
+        if n != 1:  # x / 1 is x: one pass less at SGD's batch of one
+            h /= n
         return J, h
 
     def proba(self, z):

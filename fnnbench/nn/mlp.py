@@ -27,9 +27,31 @@ from fnnbench.nn.init import default_init, get_initializer
 from fnnbench.nn.losses import get_loss, n_classes
 from fnnbench.nn.regularizers import get_regularizer
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "Workspace"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Workspace:
+    """Preallocated arrays for batches of ``n`` rows: the trainer's step allocates nothing.
+
+    ``z[l] (n, rows_l)`` for ``l = 1..L`` and ``a[l] (n, n_l)`` for the hidden layers (the
+    forward pass); ``dz (n, n_out)`` receives ``delta^L`` from the loss and ``da[l] (n, n_l)``
+    receives ``dJ/da^l``, turned into ``delta^l`` in place (the backward pass). Index 0 is
+    None (``a^0`` is the batch itself). Each call overwrites the previous one's arrays, so one
+    workspace serves one batch size at a time (the trainer keeps one per batch size).
+    """
+
+    def __init__(self, net: MLP, n: int):
+        dt, L, sizes = net.dtype, net.n_layers, net.sizes
+        k = net.activation.k if isinstance(net.activation, Maxout) else 1
+        self.n = int(n)
+        self.z = [None] + [
+            np.empty((n, sizes[l] * (k if l < L else 1)), dt) for l in range(1, L + 1)
+        ]
+        self.a = [None] + [np.empty((n, sizes[l]), dt) for l in range(1, L)]
+        self.da = [None] + [np.empty((n, sizes[l]), dt) for l in range(1, L)]
+        self.dz = np.empty((n, sizes[L]), dt)
 
 
 def _check_sizes(sizes) -> list[int]:
@@ -149,7 +171,11 @@ class MLP:
         ]
         self.theta = np.zeros(offset, dtype=self.dtype)
         self.params: dict[str, np.ndarray] = self._views(self.theta)
-        self._grad_views: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+        # one slot: the views of the last gradient buffer (the trainer reuses one buffer)
+        self._grad_views: tuple[np.ndarray, dict[str, np.ndarray], list] | None = None
+        self._layer_params = self._layer_views(self.theta)
+        # the forward pass's view of layer l: (W^T, b, mu or None), made once
+        self._forward_params = [(W.T, b, mu) for W, b, mu in self._layer_params[1:]]
 
         rng = np.random.default_rng(seed)
         for l in range(1, self.n_layers + 1):
@@ -249,21 +275,31 @@ class MLP:
         )
 
     # -- forward ------------------------------------------------------------------------
-    def _forward(self, X: np.ndarray) -> tuple[list, list]:
+    def workspace(self, n: int) -> Workspace:
+        """Preallocated arrays for batches of ``n`` rows (see :class:`Workspace`)."""
+        return Workspace(self, n)
+
+    def _layer_views(self, buf: np.ndarray) -> list:
+        """``[None, (W^1, b^1, mu^1 or None), ..., (W^L, b^L, None)]``: views into ``buf``."""
+        V = self._views(buf)
+        return [None] + [(V[kW], V[kb], V[kmu] if kmu else None) for kW, kb, kmu in self._keys[1:]]
+
+    def _forward(self, X: np.ndarray, ws: Workspace | None = None) -> tuple[list, list]:
         """Forward pass without checks: ``zs[l] = z^l`` (``zs[0] = None``), ``as_[l] = a^l``
-        for ``l < L`` (``as_[0] = X``)."""
-        P, act, L = self.params, self.activation, self.n_layers
+        for ``l < L`` (``as_[0] = X``). With a workspace of ``X.shape[0]`` rows the arrays are
+        its buffers (overwritten by the next call), else new arrays."""
+        act, L = self.activation, self.n_layers
         zs: list = [None]
         as_: list = [X]
         a = X
-        for l in range(1, L + 1):
-            kW, kb, kmu = self._keys[l]
+        for l, (WT, b, mu) in enumerate(self._forward_params, 1):
             # row form of z^l = W^l a^{l-1} + b^l: examples are rows, so z = a W^T + b
-            z = a @ P[kW].T
-            z += P[kb]
+            z = np.matmul(a, WT, out=None if ws is None else ws.z[l])
+            z += b
             zs.append(z)
             if l < L:
-                a = act.f(z, P[kmu]) if kmu else act.f(z)
+                out = None if ws is None else ws.a[l]
+                a = act.f(z, out=out) if mu is None else act.f(z, mu, out=out)
                 as_.append(a)
         return zs, as_
 
@@ -325,52 +361,77 @@ class MLP:
             J += self.regularizer.value(self.params[k[0]] for k in self._keys[1:])
         return float(J)
 
-    def _grads_for(self, out: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _grads_for(self, out: np.ndarray | None) -> tuple[dict[str, np.ndarray], list]:
+        """Views of the gradient buffer ``out`` (a new one when None): the dict of ``params``
+        keys and the per-layer list of :meth:`_layer_views`; cached for the last ``out``."""
         if out is None:
-            return self._views(np.empty_like(self.theta))
+            buf = np.empty_like(self.theta)
+            return self._views(buf), self._layer_views(buf)
         cached = self._grad_views
         if cached is None or cached[0] is not out:
-            cached = (out, self._views(out))
-            self._grad_views = cached  # one slot: the trainer reuses one buffer
-        return dict(cached[1])
+            cached = self._grad_views = (out, self._views(out), self._layer_views(out))
+        return cached[1], cached[2]
 
     def _loss_and_grad(self, X: np.ndarray, T: np.ndarray, out: np.ndarray | None = None):
         """Fast path, no checks: ``X (n, n_in)`` in the net dtype, ``T`` encoded ``(n, n_out)``.
 
-        Backpropagation: ``delta^L = loss.grad(z^L, T)`` (fused, includes 1/n); for
-        ``l = L..1``: ``dJ/dW^l = delta^T a^{l-1} + lambda dOmega/dW^l``,
-        ``dJ/db^l = sum_rows delta``, then ``delta <- f'(z^{l-1}) (.) (delta W^l)``.
-        Returns ``(J, grads)``; see :meth:`loss_and_grad`.
+        Returns ``(J, grads)``; see :meth:`loss_and_grad` and :meth:`_backprop`.
         """
-        P, act, reg, L = self.params, self.activation, self.regularizer, self.n_layers
+        G, layers = self._grads_for(out)
         zs, as_ = self._forward(X)
-        J, delta = self.loss.value_and_grad(zs[L], T)
-        G = self._grads_for(out)
-        single = X.shape[0] == 1
+        return self._backward(zs, as_, T, layers), dict(G)
+
+    def _backprop(self, X: np.ndarray, T: np.ndarray, out: np.ndarray,
+                  ws: Workspace | None = None) -> float:
+        """The trainer's step: ``J``, with ``dJ/dtheta`` written into ``out`` (flat, like theta).
+
+        No checks, no dict: ``X`` and ``T`` as for :meth:`_loss_and_grad`; with ``ws`` (a
+        workspace of ``X.shape[0]`` rows) every intermediate array is preallocated.
+        """
+        zs, as_ = self._forward(X, ws)
+        return self._backward(zs, as_, T, self._grads_for(out)[1], ws)
+
+    def _backward(self, zs: list, as_: list, T: np.ndarray, grads: list,
+                  ws: Workspace | None = None) -> float:
+        """Backpropagation from a forward pass ``(zs, as_)``; returns ``J`` (with the penalty).
+
+        ``delta^L = loss.grad(z^L, T)`` (fused, includes 1/n); for ``l = L..1``:
+        ``dJ/dW^l = delta^T a^{l-1} + lambda dOmega/dW^l``, ``dJ/db^l = sum_rows delta``, then
+        ``delta <- f'(z^{l-1}) (.) (delta W^l)``. ``grads`` is :meth:`_layer_views` of the
+        gradient buffer; with ``ws`` the deltas live in its buffers.
+        """
+        act, reg, L = self.activation, self.regularizer, self.n_layers
+        params = self._layer_params
+        J, delta = self.loss.value_and_grad(zs[L], T, out=None if ws is None else ws.dz)
+        single = delta.shape[0] == 1
+        penalised = reg.strength != 0.0
         for l in range(L, 0, -1):
-            kW, kb, _ = self._keys[l]
-            W, a_prev, gW = P[kW], as_[l - 1], G[kW]
+            W, _, _ = params[l]
+            gW, gb, _ = grads[l]
+            a_prev = as_[l - 1]
+            # dJ/dW = delta^T a: at a batch of one an outer product, for which np.dot takes
+            # BLAS (np.matmul of (m,1) x (1,n) takes a slow path); same products, same bits
             if single:
-                # batch of one: the outer product delta^T a as a broadcast multiply
-                # (matmul of (m,1) x (1,n) takes a slow path)
-                np.multiply(delta[0][:, None], a_prev[0], out=gW)
-                G[kb][...] = delta[0]
+                np.dot(delta.T, a_prev, out=gW)
+                np.copyto(gb, delta[0])
             else:
                 np.matmul(delta.T, a_prev, out=gW)
-                np.sum(delta, axis=0, out=G[kb])
-            reg.add_grad(W, gW)
+                np.add.reduce(delta, axis=0, out=gb)  # np.sum without its Python wrapper
+            if penalised:
+                reg.add_grad(W, gW)
             if l > 1:
-                da = delta @ W  # dJ/da^{l-1}, row form of (W^l)^T delta^l
+                # dJ/da^{l-1}, row form of (W^l)^T delta^l
+                da = np.matmul(delta, W, out=None if ws is None else ws.da[l - 1])
                 z = zs[l - 1]
-                kmu = self._keys[l - 1][2]
-                if kmu:
-                    np.sum(da * act.dmu(z), axis=0, out=G[kmu])  # dJ/dmu, before da is reused
-                    delta = act.backward(da, z, a_prev, P[kmu])
+                mu = params[l - 1][2]
+                if mu is not None:
+                    np.sum(da * act.dmu(z), axis=0, out=grads[l - 1][2])  # before da is reused
+                    delta = act.backward(da, z, a_prev, mu)
                 else:
                     delta = act.backward(da, z, a_prev)
-        if reg.strength:
-            J += reg.value(P[self._keys[l][0]] for l in range(1, L + 1))
-        return float(J), G
+        if penalised:
+            J += reg.value(params[l][0] for l in range(1, L + 1))
+        return float(J)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, path) -> None:
