@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fnnbench.reproduce: error: {err}", file=sys.stderr)
         return 2
     env = dict(os.environ)
+    if args.jobs > 1:
+        # N worker processes on N cores: one BLAS thread each, or the threads oversubscribe the
+        # cores (measured: the same job varied 1.2-7.8 s under load with 2 threads per worker).
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
     if args.tracking_uri:
         env["MLFLOW_TRACKING_URI"] = args.tracking_uri
     uri = env.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")

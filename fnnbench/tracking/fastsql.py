@@ -23,7 +23,14 @@ TESTED_MLFLOW = ("3.17.",)  # version prefixes whose SqlAlchemyStore internals t
 def writer(client) -> Callable[[str, Sequence], None] | None:
     """A function (run_id, metrics) -> None for the client's SQL store, or None if unusable."""
     try:
+        import sys
+
         import mlflow
+
+        # A SQL store's client has imported its module already; an HTTP client has not, and
+        # importing it here would cost seconds of CPU per job for nothing.
+        if "mlflow.store.tracking.sqlalchemy_store" not in sys.modules:
+            return None
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
         if not mlflow.__version__.startswith(TESTED_MLFLOW):
