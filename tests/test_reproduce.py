@@ -1,0 +1,53 @@
+"""The one command: the quick profile of every claim, end to end, into a temporary store."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fnnbench.claims import load_claims
+from fnnbench.reproduce import SWEEPS_DIR, count_jobs
+
+VERDICT = re.compile(r"^\*\*(SUPPORTED|REFUTED|INCONCLUSIVE|NO DATA)\*\*")
+
+
+def test_every_claim_has_a_quick_profile_that_shrinks_its_sweep():
+    claims = load_claims(SWEEPS_DIR)
+    assert len(claims) >= 9
+    for c in claims:
+        full = count_jobs([f"sweep={c.id}"])
+        quick = count_jobs([f"sweep={c.id}", *c.quick])
+        assert c.quick, c.id
+        assert 1 <= quick < full, (c.id, quick, full)
+
+
+@pytest.mark.slow
+def test_quick_profile_end_to_end_every_claim_gets_a_verdict(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for var in ("FNNBENCH_PARENT_RUN_ID", "FNNBENCH_TRACKING_URI"):
+        env.pop(var, None)
+    out = tmp_path / "reports"
+    r = subprocess.run([sys.executable, "-m", "fnnbench.reproduce", "--quick", "--out", str(out)],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    claims = load_claims(SWEEPS_DIR)
+    for c in claims:
+        line = re.search(rf"^  {c.id}\s+(\d+)/(\d+) jobs", r.stdout, re.M)
+        assert line and line.group(1) == line.group(2), (c.id, r.stdout)
+        page = (out / f"{c.id}.md").read_text()
+        first = next(p for p in page.splitlines()[1:] if p.strip())
+        assert VERDICT.match(first), (c.id, first)
+    index = (out / "README.md").read_text()
+    for c in claims:
+        assert f"({c.id}.md)" in index
+    # running it again trains nothing: every job is skipped
+    again = subprocess.run([sys.executable, "-m", "fnnbench.reproduce", "--quick", "--no-report",
+                            "xor_single_neuron"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    m = re.search(r"xor_single_neuron\s+(\d+)/(\d+) jobs\s+skipped\s+(\d+)", again.stdout)
+    assert m and m.group(1) == m.group(3), again.stdout
