@@ -171,14 +171,16 @@ def batches(net: MLP, X: np.ndarray, T: np.ndarray, batch_size: int) -> list[tup
     return out
 
 
-# NumPy's BLAS (OpenBLAS) splits every GEMM above ~2^18 multiply-adds over all its threads.
-# A thread's share of a small GEMM is shorter than the hand-off, and on a busy machine a
-# thread waiting for a descheduled partner waits milliseconds (measured on the shared 2-core
-# benchmark machine: 2 threads 3-4x slower than 1 up to ~2^25 multiply-adds, 1.5x faster
-# from ~2^28). The trainer gives each BLAS thread at least this many multiply-adds of the
-# largest GEMM of a step (fewer threads for small steps; results are the same for a given
-# thread count, so this depends only on the shapes: runs stay reproducible).
-GEMM_PER_THREAD = 1 << 25
+# NumPy's BLAS (OpenBLAS) splits every GEMM above ~2^18 multiply-adds over all its threads,
+# with a hand-off and a join per call. On a busy machine a thread waiting for a descheduled
+# partner waits a scheduler time slice (milliseconds): on the shared 2-core benchmark
+# machine 2 threads were 1.5-4x slower than 1 up to 2^27 multiply-adds per GEMM and 1.2-2x
+# faster from 2^28 (on an idle machine threads pay from ~2^20). So the trainer gives each
+# BLAS thread at least this many multiply-adds of the largest GEMM of a step (~10 ms of
+# work). The count depends only on the shapes and the BLAS's own thread count, never on
+# timing: BLAS results can differ in the last bit between thread counts, and runs stay
+# reproducible.
+GEMM_PER_THREAD = 1 << 27
 _blas_libs: list | None = None
 
 
