@@ -238,6 +238,8 @@ def _check_values(name: str, args: dict[str, Any]) -> None:
         n_min = 10 if name == "mnist1d" else 2 * args.get("n_classes", 2)
         if n < n_min:
             raise DataError(f"dataset {name!r}: n_samples={n} too small (need >= {n_min})")
+        if n > 1_000_000:  # generated in memory, in preflight too: refuse before allocating
+            raise DataError(f"dataset {name!r}: n_samples={n} too large (at most 1000000)")
     for key in ("noise", "separation", "turns"):
         if key in args:
             v = _number(name, key, args[key])
