@@ -14,7 +14,6 @@ evaluates them on a grid.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
@@ -22,7 +21,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +47,7 @@ from fnnbench.report.data import (
     load_runs,
     resolve_uri,
 )
+from fnnbench.tracking.model import no_progress_bar
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 SWEEPS_DIR = REPO_DIR / "sweeps"
@@ -368,21 +368,6 @@ def _training_points(client, run_id: str) -> tuple[np.ndarray, np.ndarray] | Non
         return None
 
 
-@contextlib.contextmanager
-def _quiet_downloads() -> Iterator[None]:
-    """No tqdm bar per downloaded artifact (MLflow shows one by default)."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    old = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
-
-
 def _find_npz(client, run_id: str) -> str | None:
     stack = [None]
     while stack:
@@ -407,7 +392,7 @@ def _decision_boundary(ctx: ClaimContext) -> tuple[Any, str] | str:
     picks = runs.groupby("level", sort=False).head(1)
     picks = picks.set_index("level").reindex(plots.hue_order(ctx.order, picks["level"]))
     panels, missing, not2d, no_points = [], 0, 0, 0
-    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+    with tempfile.TemporaryDirectory() as tmp, no_progress_bar():
         for level, row in picks.head(BOUNDARY_RUNS).iterrows():
             rid = str(row["run_id"])
             try:

@@ -61,8 +61,8 @@ def signature(net) -> mlflow.models.ModelSignature:
 
 
 @contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """No tqdm bar for copying params.npz into the model directory (one per job otherwise)."""
+def no_progress_bar() -> Iterator[None]:
+    """No MLflow tqdm bar per artifact copied or downloaded (one per job / run otherwise)."""
     key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     old = os.environ.get(key)
     os.environ[key] = "false"
@@ -110,7 +110,7 @@ def save_pyfunc(path: str | Path, params_npz: str | Path, net) -> None:
 
 
 def _save_with_mlflow(path: Path, params_npz: Path, sig) -> None:
-    with warnings.catch_warnings(), _no_progress_bar():
+    with warnings.catch_warnings(), no_progress_bar():
         # the signature is explicit; an input example would add nothing
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         mlflow.pyfunc.save_model(
