@@ -39,7 +39,7 @@ report: $(STAMP)
 	$(PY) -m fnnbench.report
 
 bench: $(STAMP)
-	$(PY) -m fnnbench.bench
+	$(PY) -m benchmarks.speed
 
 clean:
 	rm -rf outputs multirun mlruns mlartifacts .pytest_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 One entry point (and ``validate_config(cfg)``, the same checks without loading)::
 
-    data = load_dataset(cfg, seed)     # cfg: Mapping (DictConfig or dict) with key `name`
+    data = load_dataset(cfg, seed)     # cfg: a plain Mapping (e.g. dict) with key `name`
     data.X_train  (n_train, n_features) float64      data.y_train  (n_train,) int64 in [0, C)
     data.X_val, data.y_val, data.X_test, data.y_test   (same layout; a split may have 0 rows
                                                         when its fraction is 0)
@@ -174,12 +174,8 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 
 def _as_dict(cfg: Mapping) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        DictConfig = ()  # noqa: N806
-    if DictConfig and isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    """A copy of ``cfg`` as a dict. A Hydra config is converted by the caller (the job layer,
+    ``OmegaConf.to_container(cfg, resolve=True)``): this module does not know OmegaConf."""
     if not isinstance(cfg, Mapping):
         raise DataError(f"dataset config must be a mapping, got {type(cfg).__name__}")
     return dict(cfg)
@@ -255,7 +251,8 @@ def _check_values(name: str, args: dict[str, Any]) -> None:
 
 
 def validate_config(cfg: Mapping) -> None:
-    """Check ``cfg`` (name, keys, values) without loading anything; DataError if invalid.
+    """Check ``cfg`` (a plain Mapping: name, keys, values) without loading anything; DataError
+    if invalid (also for a ``cfg`` that is not a Mapping).
 
     Checks everything that does not need the data; file contents and split sizes of real
     datasets are checked by ``load_dataset``.
@@ -267,7 +264,10 @@ def validate_config(cfg: Mapping) -> None:
 
 
 def load_dataset(cfg: Mapping, seed: int) -> Dataset:
-    """Build the dataset ``cfg["name"]`` with the keys of the module table; see there."""
+    """Build the dataset ``cfg["name"]`` with the keys of the module table; see there.
+
+    ``cfg`` is a plain Mapping of plain values (a Hydra config is converted by the caller);
+    anything else raises DataError."""
     name, args = _resolve(cfg)
     rng = np.random.default_rng(seed)
     info: dict[str, Any] = {"seed": int(seed)}

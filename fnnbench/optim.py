@@ -1,14 +1,18 @@
 """Update rules: GD / SGD / mini-batch SGD and the adaptive ones.
 
-The one interface of this module::
+The one interface of this module, the ABC :class:`UpdateRule`::
 
-    opt = make_optimizer("adam", lr=1e-3)
+    opt = make_optimizer("adam", lr=1e-3)   # built by name from UPDATE_RULES
     opt.step(params, grads)      # params, grads: dict[str, np.ndarray], same keys and shapes
 
 ``step`` updates every array of ``params`` IN PLACE (``theta -= ...``); it never rebinds an
 entry, so views into one flat buffer stay valid (the trainer passes ``{"theta": net.theta}``
-and ``{"theta": grad_buffer}``).  Hyperparameters live in ``opt.hp``, a frozen dataclass;
-everything that changes lives in ``opt.state``:
+and ``{"theta": grad_buffer}``). A rule defines ``update(theta, g, buffers, t)`` (the rule on
+one array, in place; ``step`` calls it for every array) and declares ``rule`` (its name),
+``hp_class`` (its hyperparameter dataclass) and ``buffer_names`` (its state arrays).
+
+Hyperparameters live in ``opt.hp``, a frozen dataclass; everything that changes lives in
+``opt.state``:
 
     opt.state["t"]             number of steps taken so far (the step in progress is t)
     opt.state["buffers"][key]  dict of arrays for parameter ``key`` (shape and dtype of it),
@@ -39,10 +43,15 @@ adam       m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2   (m^0 
 
 Notation: the lecture calls the learning rate eta (or epsilon_k); here it is ``lr``.  eps sits
 outside the square root in adagrad / rmsprop / adam (as in Kingma & Ba).
+
+Valid values, stated once in ``RANGES`` (hyperparameter -> :class:`Range`) and enforced by the
+dataclasses: ``lr``, ``eps`` > 0; ``momentum``, ``rho``, ``beta1``, ``beta2`` in [0, 1).
+``HYPERPARAMETERS`` maps each rule to the names of its hyperparameters.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -52,6 +61,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 __all__ = [
+    "HYPERPARAMETERS",
+    "RANGES",
     "UPDATE_RULES",
     "AdaGrad",
     "AdaGradHP",
@@ -60,16 +71,58 @@ __all__ = [
     "Momentum",
     "MomentumHP",
     "Nesterov",
-    "Optimizer",
+    "NesterovHP",
     "Plain",
     "PlainHP",
     "RMSProp",
     "RMSPropHP",
+    "Range",
+    "UpdateRule",
     "make_optimizer",
 ]
 
 
 # --------------------------------------------------------------------------- hyperparameters
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of the reals: ``lo < x`` (``lo_open``) or ``lo <= x``, and ``x < hi``
+    (``hi_open``) or ``x <= hi``; an end that is None is unbounded. ``str``: ``"> 0"``,
+    ``"in [0, 1)"``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        lo, hi = self.lo, self.hi
+        if lo is not None and (x <= lo if self.lo_open else x < lo):
+            return False
+        return hi is None or (x < hi if self.hi_open else x <= hi)
+
+    def __str__(self) -> str:
+        lo, hi = self.lo, self.hi
+        if hi is None:
+            return "any number" if lo is None else f"{'>' if self.lo_open else '>='} {lo:g}"
+        if lo is None:
+            return f"{'<' if self.hi_open else '<='} {hi:g}"
+        return f"in {'(' if self.lo_open else '['}{lo:g}, {hi:g}{')' if self.hi_open else ']'}"
+
+
+_POSITIVE = Range(0.0, lo_open=True)
+_UNIT = Range(0.0, 1.0, hi_open=True)  # decay rates
+
+RANGES: dict[str, Range] = {
+    "lr": _POSITIVE,
+    "eps": _POSITIVE,
+    "momentum": _UNIT,
+    "rho": _UNIT,
+    "beta1": _UNIT,
+    "beta2": _UNIT,
+}
+"""Valid values of every optimizer hyperparameter (finite numbers within the range)."""
 
 
 def _check_real(name: str, value: Any) -> float:
@@ -81,34 +134,20 @@ def _check_real(name: str, value: Any) -> float:
     return value
 
 
-def _check_positive(hp: Any, name: str) -> None:
-    value = _check_real(name, getattr(hp, name))
-    if value <= 0.0:
-        raise ValueError(f"optimizer hyperparameter {name!r} must be > 0, got {value!r}")
-    object.__setattr__(hp, name, value)
-
-
-def _check_unit(hp: Any, name: str) -> None:
-    """Decay rates live in [0, 1)."""
-    value = _check_real(name, getattr(hp, name))
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"optimizer hyperparameter {name!r} must be in [0, 1), got {value!r}")
-    object.__setattr__(hp, name, value)
-
-
-_POSITIVE = ("lr", "eps")
-_UNIT = ("momentum", "rho", "beta1", "beta2")
-
-
 class _HP:
     """Validation shared by the hyperparameter dataclasses (values are stored as float)."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            if field.name in _POSITIVE:
-                _check_positive(self, field.name)
-            elif field.name in _UNIT:
-                _check_unit(self, field.name)
+            valid = RANGES.get(field.name)
+            if valid is None:
+                continue
+            value = _check_real(field.name, getattr(self, field.name))
+            if value not in valid:
+                raise ValueError(
+                    f"optimizer hyperparameter {field.name!r} must be {valid}, got {value!r}"
+                )
+            object.__setattr__(self, field.name, value)
 
 
 @dataclass(frozen=True)
@@ -152,8 +191,9 @@ class AdamHP(_HP):
 # --------------------------------------------------------------------------- the rules
 
 
-class Optimizer:
-    """Base: ``step(params, grads)`` in place; subclasses define ``_update``.
+class UpdateRule(abc.ABC):
+    """The interface of every update rule: ``step(params, grads)`` in place; subclasses define
+    ``update`` (the rule on one array) and ``rule``, ``hp_class``, ``buffer_names``.
 
     ``buffer_names``: the per-parameter state arrays of the rule (zeros at first), plus the
     scratch array ``tmp`` every rule gets.
@@ -211,32 +251,36 @@ class Optimizer:
             buf = buffers.get(key)
             if buf is None or buf["tmp"].shape != theta.shape:
                 buf = self._buffers(key, theta)
-            self._update(theta, g, buf, t)
+            self.update(theta, g, buf, t)
 
-    def _update(self, theta: np.ndarray, g: np.ndarray, buf: dict[str, np.ndarray], t: int):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def update(self, theta: np.ndarray, g: np.ndarray, buffers: dict[str, np.ndarray],
+               t: int) -> None:
+        """The rule on one array: ``theta`` updated in place from its gradient ``g`` (read
+        only), its ``buffers`` (``buffer_names`` and ``tmp``, updated in place) and the step
+        number ``t`` (1 on the first step); allocates nothing."""
 
 
-class Plain(Optimizer):
+class Plain(UpdateRule):
     """theta <- theta - lr g  (GD, SGD, mini-batch SGD)."""
 
     rule = "plain"
     hp_class = PlainHP
 
-    def _update(self, theta, g, buf, t):
+    def update(self, theta, g, buf, t):
         tmp = buf["tmp"]
         np.multiply(g, self.hp.lr, out=tmp)
         np.subtract(theta, tmp, out=theta)
 
 
-class Momentum(Optimizer):
+class Momentum(UpdateRule):
     """v <- mu v - lr g;  theta <- theta + v."""
 
     rule = "momentum"
     hp_class = MomentumHP
     buffer_names = ("v",)
 
-    def _update(self, theta, g, buf, t):
+    def update(self, theta, g, buf, t):
         v, tmp = buf["v"], buf["tmp"]
         mu = self.hp.momentum
         v *= mu
@@ -245,14 +289,14 @@ class Momentum(Optimizer):
         theta += v
 
 
-class Nesterov(Optimizer):
+class Nesterov(UpdateRule):
     """v <- mu v - lr g;  theta <- theta + mu v - lr g  (look-ahead reformulation)."""
 
     rule = "nesterov"
     hp_class = NesterovHP
     buffer_names = ("v",)
 
-    def _update(self, theta, g, buf, t):
+    def update(self, theta, g, buf, t):
         v, tmp = buf["v"], buf["tmp"]
         mu = self.hp.momentum
         v *= mu
@@ -263,14 +307,14 @@ class Nesterov(Optimizer):
         theta += tmp
 
 
-class AdaGrad(Optimizer):
+class AdaGrad(UpdateRule):
     """G <- G + g^2;  theta <- theta - lr g / (sqrt(G) + eps)."""
 
     rule = "adagrad"
     hp_class = AdaGradHP
     buffer_names = ("G",)
 
-    def _update(self, theta, g, buf, t):
+    def update(self, theta, g, buf, t):
         G, tmp = buf["G"], buf["tmp"]
         np.multiply(g, g, out=tmp)
         G += tmp
@@ -281,14 +325,14 @@ class AdaGrad(Optimizer):
         theta -= tmp
 
 
-class RMSProp(Optimizer):
+class RMSProp(UpdateRule):
     """s <- rho s + (1 - rho) g^2;  theta <- theta - lr g / (sqrt(s) + eps)."""
 
     rule = "rmsprop"
     hp_class = RMSPropHP
     buffer_names = ("s",)
 
-    def _update(self, theta, g, buf, t):
+    def update(self, theta, g, buf, t):
         s, tmp = buf["s"], buf["tmp"]
         rho = self.hp.rho
         s *= rho
@@ -302,14 +346,14 @@ class RMSProp(Optimizer):
         theta -= tmp
 
 
-class Adam(Optimizer):
+class Adam(UpdateRule):
     """Kingma & Ba, Algorithm 1: moments m, v with bias correction by 1 - beta^t."""
 
     rule = "adam"
     hp_class = AdamHP
     buffer_names = ("m", "v")
 
-    def _update(self, theta, g, buf, t):
+    def update(self, theta, g, buf, t):
         m, v, tmp = buf["m"], buf["v"], buf["tmp"]
         beta1, beta2 = self.hp.beta1, self.hp.beta2
         m *= beta1
@@ -327,12 +371,19 @@ class Adam(Optimizer):
         theta -= tmp
 
 
-UPDATE_RULES: dict[str, type[Optimizer]] = {
+UPDATE_RULES: dict[str, type[UpdateRule]] = {
     cls.rule: cls for cls in (Plain, Momentum, Nesterov, AdaGrad, RMSProp, Adam)
 }
+"""Registry: rule name -> class. ``make_optimizer`` builds instances from it."""
+
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    name: tuple(f.name for f in dataclasses.fields(cls.hp_class))
+    for name, cls in UPDATE_RULES.items()
+}
+"""Rule name -> the names of its hyperparameters (each with its range in ``RANGES``)."""
 
 
-def make_optimizer(rule: str, **hparams: Any) -> Optimizer:
+def make_optimizer(rule: str, **hparams: Any) -> UpdateRule:
     """Build the optimizer ``rule`` (a key of UPDATE_RULES) from its hyperparameters.
 
     Unset hyperparameters take the defaults of the rule's dataclass.  Raises ValueError naming
@@ -342,7 +393,7 @@ def make_optimizer(rule: str, **hparams: Any) -> Optimizer:
     if rule not in UPDATE_RULES:
         raise ValueError(f"unknown update rule {rule!r}; allowed: {sorted(UPDATE_RULES)}")
     cls = UPDATE_RULES[rule]
-    allowed = [f.name for f in dataclasses.fields(cls.hp_class)]
+    allowed = list(HYPERPARAMETERS[rule])
     unknown = sorted(k for k in hparams if k not in allowed)
     if unknown:
         raise ValueError(

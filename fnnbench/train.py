@@ -26,8 +26,15 @@ import numpy as np
 
 from fnnbench.data import Dataset
 from fnnbench.nn import MLP
+from fnnbench.nn.mlp import Workspace
+from fnnbench.optim import UpdateRule
 
-OUTCOMES = ("reached_target", "max_epochs", "converged", "diverged")
+# How a job ended (the MLflow tag fnnbench.outcome; fnnbench.tracking.names re-exports them).
+REACHED_TARGET = "reached_target"  # stop_at_target and the target was reached
+MAX_EPOCHS = "max_epochs"  # the epoch budget ran out
+CONVERGED = "converged"  # an update's norm fell to converge_tol
+DIVERGED = "diverged"  # a non-finite loss: a valid result, not a crash
+OUTCOMES = (REACHED_TARGET, MAX_EPOCHS, CONVERGED, DIVERGED)
 # A sigmoid / tanh output within this distance of its bound counts as saturated.
 SATURATION_MARGIN = 0.02
 
@@ -85,19 +92,19 @@ def evaluate(net: MLP, X: np.ndarray, T: np.ndarray, y: np.ndarray) -> tuple[flo
     """Loss (mean over examples, plus lambda * Omega) and accuracy on a whole split.
 
     ``X`` is validated and in the net's dtype already (the trainer checks data once)."""
-    return _evaluate(net, net._forward(X), T, y)
+    return _evaluate(net, net.feedforward(X), T, y)
 
 
 def _evaluate(net: MLP, forward: tuple[list, list], T: np.ndarray,
               y: np.ndarray) -> tuple[float, float]:
-    """:func:`evaluate` from a forward pass ``net._forward(X)``: one pass for both metrics."""
+    """:func:`evaluate` from a forward pass ``net.feedforward(X)``: one pass for both metrics."""
     z = forward[0][-1]
     return float(net.loss.value(z, T) + penalty(net)), accuracy(net, z, y)
 
 
 def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
                       forward: tuple[list, list] | None = None,
-                      workspace: Any = None) -> dict[str, float]:
+                      workspace: Workspace | None = None) -> dict[str, float]:
     """Per-layer diagnostics on the full training set.
 
     - ``grad_norm/layer{l}``: Frobenius norm of dJ/d(theta^l) (all parameters of layer l) of
@@ -106,20 +113,21 @@ def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
     - ``saturated_frac/layer{l}``: share of (example, unit) outputs within 0.02 of the bounds of
       a saturating activation (sigmoid (0, 1), tanh (-1, 1)); 0 for unbounded activations;
     - ``dead_frac/layer{l}``: share of units whose derivative f'(z) is 0 on every training
-      example (a dead ReLU: z < 0 everywhere); 0 for PReLU and maxout, which cannot die this way.
+      example (a dead ReLU: z < 0 everywhere); 0 for activations that cannot die this way
+      (``activation.can_die`` False: PReLU, maxout).
 
     ``X`` (converted to the net's dtype) and ``T`` (encoded targets) are not validated.
-    ``forward``: the trainer's forward pass ``net._forward(X, workspace)`` of this epoch,
+    ``forward``: the trainer's forward pass ``net.feedforward(X, workspace)`` of this epoch,
     reused: one forward and one backward pass for every diagnostic (the backward writes only
     the workspace's delta buffers, or new arrays, never the forward's arrays).
     """
     X = np.asarray(X, dtype=net.dtype)
     if forward is None:
-        forward = net._forward(X)
+        forward = net.feedforward(X)
     zs, as_ = forward
     out: dict[str, float] = {}
-    layers = net._layer_views(np.empty_like(net.theta))  # (dJ/dW, dJ/db, dJ/dmu) per layer
-    net._backward(zs, as_, np.asarray(T, dtype=net.dtype), layers, workspace)
+    layers = net.layer_views(np.empty_like(net.theta))  # (dJ/dW, dJ/db, dJ/dp) per layer
+    net.backward(zs, as_, np.asarray(T, dtype=net.dtype), layers, workspace)
     for l in range(1, net.n_layers + 1):
         sq = sum(float(np.vdot(g, g)) for g in layers[l] if g is not None)
         out[f"grad_norm/layer{l}"] = math.sqrt(sq)
@@ -128,14 +136,14 @@ def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
         a, z = as_[l], zs[l]
         out[f"act_mean/layer{l}"] = float(a.mean())
         out[f"act_std/layer{l}"] = float(a.std())
-        bounds = getattr(act, "bounds", None)
+        bounds = act.bounds
         if bounds is None:
             out[f"saturated_frac/layer{l}"] = 0.0
         else:
             lo, hi = bounds
             sat = (a <= lo + SATURATION_MARGIN) | (a >= hi - SATURATION_MARGIN)
             out[f"saturated_frac/layer{l}"] = float(sat.mean())
-        if act.name in ("prelu", "maxout"):
+        if not act.can_die:
             out[f"dead_frac/layer{l}"] = 0.0
         else:
             dead = np.all(act.df(z) == 0, axis=0)
@@ -160,7 +168,7 @@ def batches(net: MLP, X: np.ndarray, T: np.ndarray, batch_size: int) -> list[tup
     """
     n = X.shape[0]
     b = max(1, min(int(batch_size), n))
-    spaces: dict[int, Any] = {}
+    spaces: dict[int, Workspace] = {}
     out = []
     for start in range(0, n, b):
         Xb, Tb = X[start:start + b], T[start:start + b]
@@ -211,56 +219,56 @@ def _blas_threads(limit: int) -> Iterator[None]:
             c.set_num_threads(n)
 
 
-def _step_threads(net: MLP, rows: int) -> int:
+def step_threads(net: MLP, rows: int) -> int:
     """BLAS threads worth using for ``rows`` examples: the largest GEMM (rows x n_{l-1} x
     rows_l multiply-adds) over ``GEMM_PER_THREAD``, at least 1."""
-    k = getattr(net.activation, "k", 1)
+    k = net.activation.pieces  # maxout: k rows of W per unit
     widest = max(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:], strict=False)) * k
     return max(1, rows * widest // GEMM_PER_THREAD)
 
 
-def train_epoch(net: MLP, opt: Any, epoch_batches: list[tuple], grad: np.ndarray,
+def train_epoch(net: MLP, opt: UpdateRule, epoch_batches: list[tuple], grad: np.ndarray,
                 prev: np.ndarray | None = None, converge_tol: float = 0.0) -> tuple[int, str]:
     """The inner loop: one update per batch of :func:`batches`; returns ``(updates, outcome)``.
 
-    Each update: forward + backward (``net._backprop`` into the flat gradient buffer ``grad``,
+    Each update: forward + backward (``net.backprop`` into the flat gradient buffer ``grad``,
     no allocation) and ``opt.step({"theta": net.theta}, {"theta": grad})``. ``outcome`` is
     ``"diverged"`` (a non-finite batch loss, before its update), ``"converged"`` (with
     ``prev``, a buffer like theta: an update moved theta by at most ``converge_tol``) or ``""``.
     Small steps use fewer BLAS threads (see ``GEMM_PER_THREAD``). This is the code the
-    benchmark (``python -m fnnbench.bench``) times.
+    benchmark (``python -m benchmarks.speed``) times.
     """
     if not epoch_batches:
         return 0, ""
-    with _blas_threads(_step_threads(net, epoch_batches[0][0].shape[0])):
+    with _blas_threads(step_threads(net, epoch_batches[0][0].shape[0])):
         return _epoch_loop(net, opt, epoch_batches, grad, prev, converge_tol)
 
 
 def _epoch_loop(net, opt, epoch_batches, grad, prev, converge_tol) -> tuple[int, str]:
     theta = net.theta
     params, grads = {"theta": theta}, {"theta": grad}
-    backprop, step, isfinite = net._backprop, opt.step, math.isfinite
+    backprop, step, isfinite = net.backprop, opt.step, math.isfinite
     updates = 0
     if prev is None:
         for Xb, Tb, ws in epoch_batches:
             if not isfinite(backprop(Xb, Tb, grad, ws)):
-                return updates, "diverged"
+                return updates, DIVERGED
             step(params, grads)
             updates += 1
         return updates, ""
     for Xb, Tb, ws in epoch_batches:
         np.copyto(prev, theta)
         if not isfinite(backprop(Xb, Tb, grad, ws)):
-            return updates, "diverged"
+            return updates, DIVERGED
         step(params, grads)
         updates += 1
         np.subtract(prev, theta, out=prev)
         if math.sqrt(float(np.vdot(prev, prev))) <= converge_tol:
-            return updates, "converged"
+            return updates, CONVERGED
     return updates, ""
 
 
-def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.random.Generator,
+def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: np.random.Generator,
         batch_size: int, callbacks: Iterable[Callback] = ()) -> TrainResult:
     """Train ``net`` on ``data.X_train`` with ``opt`` for ``settings.epochs`` epochs.
 
@@ -301,13 +309,13 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
     summary: dict[str, float] = {}
     updates = 0
     clock = 0.0
-    outcome = "max_epochs"
+    outcome = MAX_EPOCHS
 
     def measure(epoch: int) -> dict[str, float]:
         m: dict[str, float] = {}
         # one forward pass of the training set for the metrics and the diagnostics (gradient
         # descent: into the step's workspace, which holds exactly the training set)
-        forward = net._forward(X, eval_ws)
+        forward = net.feedforward(X, eval_ws)
         m["train_loss"], m["train_acc"] = _evaluate(net, forward, T, y)
         for name, (Xe, Te, ye) in encoded.items():
             if name == "test" and not settings.eval_test and epoch < settings.epochs:
@@ -318,7 +326,7 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
             m.update(layer_diagnostics(net, X, T, forward=forward, workspace=eval_ws))
         return m
 
-    eval_threads = _step_threads(net, n)
+    eval_threads = step_threads(net, n)
 
     def record(epoch: int) -> dict[str, float]:
         with _blas_threads(eval_threads):
@@ -346,10 +354,10 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         m = record(0)
         if settings.stop_at_target and "epochs_to_target" in summary:
-            outcome = "reached_target"
+            outcome = REACHED_TARGET
         elif not math.isfinite(m["train_loss"]):
-            outcome = "diverged"
-        while outcome == "max_epochs" and epoch < settings.epochs:
+            outcome = DIVERGED
+        while outcome == MAX_EPOCHS and epoch < settings.epochs:
             epoch += 1
             if not full_batch:
                 perm = rng.permutation(n)
@@ -366,10 +374,10 @@ def fit(net: MLP, opt: Any, data: Dataset, settings: TrainSettings, rng: np.rand
                 bar.update(1)
                 bar.set_postfix(loss=f"{m['train_loss']:.4g}", acc=f"{m['train_acc']:.3f}")
             if not math.isfinite(m["train_loss"]):
-                outcome = "diverged"
-            elif outcome == "max_epochs" and settings.stop_at_target and (
+                outcome = DIVERGED
+            elif outcome == MAX_EPOCHS and settings.stop_at_target and (
                     "epochs_to_target" in summary):
-                outcome = "reached_target"
+                outcome = REACHED_TARGET
     if bar is not None:
         bar.close()
 

@@ -1,11 +1,11 @@
-"""The benchmark's --quick path on a tiny configuration: the table's rows and columns (no
+"""benchmarks.speed's --quick path on a tiny configuration: the table's rows and columns (no
 timing assertions: the machine is shared)."""
 
 from __future__ import annotations
 
 import pytest
 
-from fnnbench import bench
+from benchmarks import speed as bench
 
 
 def _rows(text: str, heading: str) -> list[list[str]]:

@@ -1,6 +1,7 @@
 """fnnbench.claims: claim files, statistics against hand-computed values, verdicts on
 synthetic run tables with a known answer."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,12 +15,13 @@ from fnnbench.claims import (
     NO_DATA,
     REFUTED,
     SUPPORTED,
+    ArmSummary,
     Claim,
     bootstrap_ci,
     censor_values,
     combine_verdicts,
     effect_statistic,
-    evaluate,
+    judge_claim,
     load_claim,
     load_claims,
     match_value,
@@ -28,6 +30,7 @@ from fnnbench.claims import (
     runs_for_arm,
     wilson_interval,
 )
+from fnnbench.paths import SWEEPS_DIR
 
 BUDGET = 100
 
@@ -250,16 +253,19 @@ def test_match_value(cell, want, expected):
 
 def test_clear_effect_supported():
     runs = table({"relu": FAST, "sigmoid": SLOW})
-    res = evaluate(claim(), runs, seed=0)
+    res = judge_claim(claim(), runs, seed=0)
     (c,) = res.comparisons
     assert res.verdict == SUPPORTED and c.verdict == SUPPORTED
     expected = np.median(SLOW) / np.median(FAST)
     assert c.effect == pytest.approx(expected, rel=1e-12)
     assert 1.0 < c.ci_low < c.effect < c.ci_high
-    assert (c.n_a, c.n_b) == (10, 10)
+    assert (c.a.n, c.b.n) == (10, 10)
     assert c.paired  # same seeds in both arms
-    assert c.median_a == pytest.approx(np.median(FAST)) and c.mean_b == pytest.approx(np.mean(SLOW))
-    assert sorted(c.run_ids_a) == sorted(f"relu-{i}" for i in range(10))
+    assert c.a.median == pytest.approx(np.median(FAST)) and c.b.mean == pytest.approx(np.mean(SLOW))
+    assert sorted(c.a.run_ids) == sorted(f"relu-{i}" for i in range(10))
+    assert isinstance(c.a, ArmSummary) and isinstance(c.b, ArmSummary)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.a.n = 0  # type: ignore[misc]
     line = res.summary_line()
     assert line.startswith("SUPPORTED: relu vs sigmoid ")
     assert "(n=10 vs 10); paper: 6x" in line
@@ -267,7 +273,7 @@ def test_clear_effect_supported():
 
 def test_reversed_effect_refuted():
     runs = table({"relu": SLOW, "sigmoid": FAST})
-    res = evaluate(claim(), runs, seed=0)
+    res = judge_claim(claim(), runs, seed=0)
     c = res.comparisons[0]
     assert res.verdict == REFUTED
     assert c.ci_high < 1.0
@@ -276,7 +282,7 @@ def test_reversed_effect_refuted():
 def test_same_distribution_inconclusive():
     gen = np.random.default_rng(3)
     runs = table({"relu": list(gen.normal(20, 3, 12)), "sigmoid": list(gen.normal(20, 3, 12))})
-    res = evaluate(claim(), runs, seed=0)
+    res = judge_claim(claim(), runs, seed=0)
     c = res.comparisons[0]
     assert res.verdict == INCONCLUSIVE
     assert c.ci_low < 1.0 < c.ci_high
@@ -291,7 +297,7 @@ def test_difference_effect_higher_better():
         gen.normal(0.80, 0.01, 20),
     )
     cl = claim(metric="final_test_acc", better="higher", effect="difference", censor=None)
-    c = evaluate(cl, runs).comparisons[0]
+    c = judge_claim(cl, runs).comparisons[0]
     assert c.verdict == SUPPORTED
     assert c.effect == pytest.approx(0.15, abs=0.03)
     assert "x" not in c.effect_text()
@@ -300,8 +306,8 @@ def test_difference_effect_higher_better():
 def test_same_seed_same_ci_and_seed_matters():
     gen = np.random.default_rng(5)
     runs = table({"relu": list(gen.normal(18, 4, 10)), "sigmoid": list(gen.normal(22, 4, 10))})
-    r1, r2 = evaluate(claim(), runs, seed=1), evaluate(claim(), runs, seed=1)
-    r3 = evaluate(claim(), runs, seed=2)
+    r1, r2 = judge_claim(claim(), runs, seed=1), judge_claim(claim(), runs, seed=1)
+    r3 = judge_claim(claim(), runs, seed=2)
     c1, c2, c3 = r1.comparisons[0], r2.comparisons[0], r3.comparisons[0]
     assert (c1.ci_low, c1.ci_high) == (c2.ci_low, c2.ci_high)
     assert (c1.ci_low, c1.ci_high) != (c3.ci_low, c3.ci_high)
@@ -312,50 +318,50 @@ def test_censored_runs_count_at_budget_never_dropped():
     # relu: 10 runs reach the target at ~10; sigmoid: 6/10 never reach it (budget 100)
     sig = [30, 32, 35, 38] + [None] * 6
     runs = table({"relu": FAST, "sigmoid": sig})
-    c = evaluate(claim(), runs).comparisons[0]
-    assert (c.n_a, c.n_b) == (10, 10)
-    assert (c.censored_a, c.censored_b) == (0, 6)
-    assert c.median_b == BUDGET  # 6 of 10 at the budget -> the median is the budget
-    assert c.mean_b == pytest.approx((30 + 32 + 35 + 38 + 6 * BUDGET) / 10)
+    c = judge_claim(claim(), runs).comparisons[0]
+    assert (c.a.n, c.b.n) == (10, 10)
+    assert (c.a.censored, c.b.censored) == (0, 6)
+    assert c.b.median == BUDGET  # 6 of 10 at the budget -> the median is the budget
+    assert c.b.mean == pytest.approx((30 + 32 + 35 + 38 + 6 * BUDGET) / 10)
     assert c.effect == pytest.approx(BUDGET / np.median(FAST))
     assert c.verdict == SUPPORTED
-    assert len(c.run_ids_b) == 10
+    assert len(c.b.run_ids) == 10
 
 
 def test_censored_budget_per_run():
     runs = table({"relu": [10, 11, None], "sigmoid": [None, None, None]})
     runs.loc[runs["run_id"] == "sigmoid-0", "params.train.epochs"] = 50
-    c = evaluate(claim(), runs).comparisons[0]
-    assert c.censored_b == 3
-    assert c.median_b == 100  # values 50, 100, 100
-    assert c.mean_b == pytest.approx(250 / 3)
+    c = judge_claim(claim(), runs).comparisons[0]
+    assert c.b.censored == 3
+    assert c.b.median == 100  # values 50, 100, 100
+    assert c.b.mean == pytest.approx(250 / 3)
 
 
 def test_both_arms_fully_censored_inconclusive():
     runs = table({"relu": [None] * 5, "sigmoid": [None] * 5})
-    res = evaluate(claim(), runs)
+    res = judge_claim(claim(), runs)
     c = res.comparisons[0]
     assert c.effect == 1.0
     assert (c.ci_low, c.ci_high) == (1.0, 1.0)
     assert c.verdict == INCONCLUSIVE and res.verdict == INCONCLUSIVE
     assert "target never reached in either arm" in c.note
-    assert (c.censored_a, c.censored_b) == (5, 5)
+    assert (c.a.censored, c.b.censored) == (5, 5)
 
 
 def test_fully_censored_at_different_budgets_inconclusive():
     # no arm ever reached the target: whatever the budgets, the runs say nothing
     runs = table({"relu": [None] * 5, "sigmoid": [None] * 5})
     runs.loc[runs["params.activation.name"] == "sigmoid", "params.train.epochs"] = 50
-    c = evaluate(claim(), runs).comparisons[0]
+    c = judge_claim(claim(), runs).comparisons[0]
     assert c.ci_high < 1.0  # the CI alone would say REFUTED
     assert c.verdict == INCONCLUSIVE and "never reached" in c.note
 
 
 def test_missing_metric_without_budget_is_inconclusive_not_dropped():
     runs = table({"relu": FAST[:4] + [None], "sigmoid": SLOW})
-    c = evaluate(claim(censor=None), runs).comparisons[0]
+    c = judge_claim(claim(censor=None), runs).comparisons[0]
     assert c.verdict == INCONCLUSIVE
-    assert c.n_a == 5
+    assert c.a.n == 5
     assert "no budget" in c.note
 
 
@@ -372,12 +378,12 @@ def test_failed_and_diverged_runs_counted():
         {**run_row("relu-n", "relu", 42, 5.0), "tags.fnnbench.outcome": None},
     ]
     runs = pd.concat([runs, pd.DataFrame(extra)], ignore_index=True)
-    c = evaluate(claim(), runs).comparisons[0]
+    c = judge_claim(claim(), runs).comparisons[0]
     assert c.failed == (2, 1)
     assert c.diverged == (0, 2)
-    assert (c.n_a, c.n_b) == (10, 12)  # failed, killed, outcome missing: not counted
-    assert c.censored_b == 2  # diverged runs are censored at the budget
-    assert "relu-k" not in c.run_ids_a and "sig-d1" in c.run_ids_b
+    assert (c.a.n, c.b.n) == (10, 12)  # failed, killed, outcome missing: not counted
+    assert c.b.censored == 2  # diverged runs are censored at the budget
+    assert "relu-k" not in c.a.run_ids and "sig-d1" in c.b.run_ids
     assert c.paired is False  # different seeds
     assert c.verdict == SUPPORTED
 
@@ -385,23 +391,23 @@ def test_failed_and_diverged_runs_counted():
 def test_no_data_cases():
     runs = table({"relu": FAST, "sigmoid": SLOW})
     # an arm value that no run has
-    res = evaluate(claim(comparison={"b": {"activation.name": "tanh"}}), runs)
+    res = judge_claim(claim(comparison={"b": {"activation.name": "tanh"}}), runs)
     c = res.comparisons[0]
     assert res.verdict == NO_DATA and c.verdict == NO_DATA
-    assert (c.n_a, c.n_b) == (10, 0)
+    assert (c.a.n, c.b.n) == (10, 0)
     assert "arm b" in c.note
     assert res.summary_line().startswith("NO DATA: relu vs sigmoid (n=10 vs 0)")
     # a where key that is not a column
-    res = evaluate(claim(comparison={"where": {"optimizer.momentum": 0.9}}), runs)
+    res = judge_claim(claim(comparison={"where": {"optimizer.momentum": 0.9}}), runs)
     assert res.verdict == NO_DATA
     assert "optimizer.momentum" in res.comparisons[0].note
     # an arm whose runs all failed
     failed = table({"relu": FAST, "sigmoid": SLOW})
     failed.loc[failed["params.activation.name"] == "sigmoid", "status"] = "FAILED"
-    c = evaluate(claim(), failed).comparisons[0]
-    assert c.verdict == NO_DATA and c.failed_b == 10 and "10 failed" in c.note
+    c = judge_claim(claim(), failed).comparisons[0]
+    assert c.verdict == NO_DATA and c.b.failed == 10 and "10 failed" in c.note
     # an empty table
-    assert evaluate(claim(), pd.DataFrame()).verdict == NO_DATA
+    assert judge_claim(claim(), pd.DataFrame()).verdict == NO_DATA
 
 
 def test_where_filters_and_list_params_match():
@@ -409,13 +415,12 @@ def test_where_filters_and_list_params_match():
     big = table({"relu": FAST, "sigmoid": SLOW}, hidden=(64, 64))
     small["run_id"] = "small-" + small["run_id"]
     runs = pd.concat([small, big], ignore_index=True)
-    c64 = evaluate(claim(comparison={"where": {"model.hidden_sizes": [64, 64]}}), runs).comparisons[
-        0
-    ]
-    c8 = evaluate(claim(comparison={"where": {"model.hidden_sizes": [8]}}), runs).comparisons[0]
+    wide = claim(comparison={"where": {"model.hidden_sizes": [64, 64]}})
+    c64 = judge_claim(wide, runs).comparisons[0]
+    c8 = judge_claim(claim(comparison={"where": {"model.hidden_sizes": [8]}}), runs).comparisons[0]
     assert c64.verdict == SUPPORTED and c8.verdict == REFUTED
-    assert (c64.n_a, c8.n_a) == (10, 10)
-    assert all(r.startswith("small-") for r in c8.run_ids_a)
+    assert (c64.a.n, c8.a.n) == (10, 10)
+    assert all(r.startswith("small-") for r in c8.a.run_ids)
     # the arms themselves may be lists too
     cl = claim(
         comparison={
@@ -424,8 +429,8 @@ def test_where_filters_and_list_params_match():
             "where": {"activation.name": "relu"},
         }
     )
-    c = evaluate(cl, runs).comparisons[0]
-    assert c.verdict == SUPPORTED and (c.n_a, c.n_b) == (10, 10)
+    c = judge_claim(cl, runs).comparisons[0]
+    assert c.verdict == SUPPORTED and (c.a.n, c.b.n) == (10, 10)
 
 
 def test_tune_picks_best_lr_per_arm():
@@ -441,24 +446,24 @@ def test_tune_picks_best_lr_per_arm():
         parts.append(t)
     runs = pd.concat(parts, ignore_index=True)
     cl = claim(comparison={"tune": "optimizer.lr"})
-    c = evaluate(cl, runs).comparisons[0]
+    c = judge_claim(cl, runs).comparisons[0]
     assert c.tune == "optimizer.lr"
-    assert c.tuned_a == pytest.approx(0.1) and c.tuned_b == pytest.approx(1.0)
-    assert (c.n_a, c.n_b) == (5, 5)
-    assert c.median_a == 5 and c.median_b == 22  # 20, 21, 22, 23 and 100 (censored)
-    assert c.censored_b == 1
-    assert all(r.endswith("-lr0.1") for r in c.run_ids_a)
+    assert c.a.tuned == pytest.approx(0.1) and c.b.tuned == pytest.approx(1.0)
+    assert (c.a.n, c.b.n) == (5, 5)
+    assert c.a.median == 5 and c.b.median == 22  # 20, 21, 22, 23 and 100 (censored)
+    assert c.b.censored == 1
+    assert all(r.endswith("-lr0.1") for r in c.a.run_ids)
     assert c.effect == pytest.approx(22 / 5)
     # tie: relu only with lr 0.01 and 1.0 (both median 12) -> the smaller lr
     runs2 = runs[~runs["run_id"].str.endswith("-lr0.1")]
-    c2 = evaluate(cl, runs2).comparisons[0]
-    assert c2.tuned_a == pytest.approx(0.01)
+    c2 = judge_claim(cl, runs2).comparisons[0]
+    assert c2.a.tuned == pytest.approx(0.01)
     # runs_for_arm gives the plots the same selection, or every lr with tuned=False
     comp = cl.comparisons[0]
-    assert sorted(runs_for_arm(comp, runs, "a")["run_id"]) == sorted(c.run_ids_a)
+    assert sorted(runs_for_arm(comp, runs, "a")["run_id"]) == sorted(c.a.run_ids)
     assert len(runs_for_arm(comp, runs, "a", tuned=False)) == 15
     # a tune key that is not a column -> NO DATA naming it
-    bad = evaluate(claim(comparison={"tune": "optimizer.beta"}), runs)
+    bad = judge_claim(claim(comparison={"tune": "optimizer.beta"}), runs)
     assert bad.verdict == NO_DATA and "optimizer.beta" in bad.comparisons[0].note
 
 
@@ -466,8 +471,8 @@ def test_tune_inherited_from_claim():
     runs = table({"relu": FAST, "sigmoid": SLOW}, lr=0.5)
     cl = claim(tune="optimizer.lr")
     assert cl.comparisons[0].tune == "optimizer.lr"
-    c = evaluate(cl, runs).comparisons[0]
-    assert c.tuned_a == pytest.approx(0.5) and c.verdict == SUPPORTED
+    c = judge_claim(cl, runs).comparisons[0]
+    assert c.a.tuned == pytest.approx(0.5) and c.verdict == SUPPORTED
 
 
 def _rate_runs(k_a, n_a, k_b, n_b, missing_b=0):
@@ -492,24 +497,24 @@ RATE = {
 
 def test_rate_claim_newcombe():
     runs = _rate_runs(9, 10, 3, 10)
-    res = evaluate(claim(**RATE), runs)
+    res = judge_claim(claim(**RATE), runs)
     c = res.comparisons[0]
     assert c.effect_kind == "rate" and c.metric == "final_train_acc"
-    assert (c.rate_a, c.rate_b) == (0.9, 0.3)
+    assert (c.a.rate, c.b.rate) == (0.9, 0.3)
     assert c.effect == pytest.approx(0.6)
     assert (c.ci_low, c.ci_high) == pytest.approx((0.1705, 0.8090), abs=1e-4)
     assert c.verdict == SUPPORTED and res.verdict == SUPPORTED
     # reversed and equal
-    assert evaluate(claim(**RATE), _rate_runs(3, 10, 9, 10)).verdict == REFUTED
-    assert evaluate(claim(**RATE), _rate_runs(5, 10, 5, 10)).verdict == INCONCLUSIVE
+    assert judge_claim(claim(**RATE), _rate_runs(3, 10, 9, 10)).verdict == REFUTED
+    assert judge_claim(claim(**RATE), _rate_runs(5, 10, 5, 10)).verdict == INCONCLUSIVE
 
 
 def test_rate_missing_metric_counts_as_failure():
     # sigmoid: 8 successes would be 8/10 but the last 4 have no metric -> 6/10
     runs = _rate_runs(10, 10, 8, 10, missing_b=4)
-    c = evaluate(claim(**RATE), runs).comparisons[0]
-    assert c.n_b == 10 and c.rate_b == pytest.approx(0.6)
-    assert c.censored_b == 4 and "counted as failures" in c.note
+    c = judge_claim(claim(**RATE), runs).comparisons[0]
+    assert c.b.n == 10 and c.b.rate == pytest.approx(0.6)
+    assert c.b.censored == 4 and "counted as failures" in c.note
     assert (c.ci_low, c.ci_high) == pytest.approx(newcombe_diff_interval(10, 10, 6, 10))
 
 
@@ -523,11 +528,11 @@ def test_rule_any_and_non_primary():
         {"a": {"activation.name": "relu"}, "b": {"activation.name": "tanh"}},
         {"a": {"activation.name": "sigmoid"}, "b": {"activation.name": "relu"}, "primary": False},
     ]
-    all_ = evaluate(claim(comparisons=[dict(c) for c in comps]), runs)
+    all_ = judge_claim(claim(comparisons=[dict(c) for c in comps]), runs)
     assert [c.verdict for c in all_.comparisons] == [SUPPORTED, INCONCLUSIVE, REFUTED]
     assert all_.comparisons[1].label == "relu vs tanh"  # default label from the arms
     assert all_.verdict == INCONCLUSIVE  # the REFUTED one is not primary
-    any_ = evaluate(claim(comparisons=[dict(c) for c in comps], rule="any"), runs)
+    any_ = judge_claim(claim(comparisons=[dict(c) for c in comps], rule="any"), runs)
     assert any_.verdict == SUPPORTED
     assert "relu vs tanh" in any_.summary_line() and "sigmoid vs relu" not in any_.summary_line()
 
@@ -707,8 +712,8 @@ def test_rate_claim_file_and_inherited_success(tmp_path):
 
 
 def test_repo_sweep_files_are_valid_claims():
-    # every claim in the repo's sweeps/ parses (load_claims raises on the first bad one)
-    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
+    # every claim in the package's sweeps/ parses (load_claims raises on the first bad one)
+    sweeps = SWEEPS_DIR
     for cl in load_claims(sweeps):
         assert cl.primary, cl.id
         assert cl.path is not None and cl.path.parent == sweeps
@@ -739,7 +744,7 @@ def _acc_runs(mean_a: float, mean_b: float, sd: float = 0.003) -> pd.DataFrame:
 def test_equivalence_margin(mean_a, mean_b, verdict):
     cl = claim(metric="final_test_acc", better="higher", effect="difference", censor=None,
                comparison={"margin": 0.02})
-    c = evaluate(cl, _acc_runs(mean_a, mean_b)).comparisons[0]
+    c = judge_claim(cl, _acc_runs(mean_a, mean_b)).comparisons[0]
     assert c.verdict == verdict, (c.effect, c.ci_low, c.ci_high)
 
 
@@ -755,10 +760,10 @@ def test_censor_at_a_per_run_metric():
     runs = table({"relu": [1.0, 2.0, None], "sigmoid": [5.0, None, None]})
     runs["metrics.train_seconds"] = [1.0, 2.0, 3.5, 5.0, 7.0, 9.0]
     cl = claim(censor="metrics.train_seconds")
-    c = evaluate(cl, runs).comparisons[0]
-    assert (c.n_a, c.n_b, c.censored_a, c.censored_b) == (3, 3, 1, 2)
+    c = judge_claim(cl, runs).comparisons[0]
+    assert (c.a.n, c.b.n, c.a.censored, c.b.censored) == (3, 3, 1, 2)
     # unreached runs count as the slowest run of their arm: relu [1, 2, 3.5], sigmoid [5, 9, 9]
-    assert c.median_a == 2.0 and c.median_b == 9.0
+    assert c.a.median == 2.0 and c.b.median == 9.0
 
 
 def test_tune_prefers_the_lr_that_reaches_the_target():
@@ -769,5 +774,5 @@ def test_tune_prefers_the_lr_that_reaches_the_target():
     runs = pd.DataFrame(rows)
     runs["metrics.train_seconds"] = [0.01] * 4 + [1.0] * 8
     cl = claim(censor="metrics.train_seconds", tune="optimizer.lr")
-    c = evaluate(cl, runs).comparisons[0]
-    assert c.tuned_a == 0.1
+    c = judge_claim(cl, runs).comparisons[0]
+    assert c.a.tuned == 0.1

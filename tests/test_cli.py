@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from fnnbench.__main__ import CONF_DIR, REPO_DIR, build
-from fnnbench.preflight import options
+from fnnbench.cli.preflight import options
+from fnnbench.job import build
+from fnnbench.paths import CONF_DIR, SWEEPS_DIR
 
 GROUPS = ("dataset", "model", "activation", "loss", "optimizer", "regularizer")
 
@@ -36,7 +37,7 @@ def test_every_option_composes_and_builds(group, option):
 
 
 def test_sweeps_are_reachable_through_the_sweep_group():
-    assert (CONF_DIR / "sweep").resolve() == (REPO_DIR / "sweeps").resolve()
+    assert (CONF_DIR / "sweep").resolve() == SWEEPS_DIR.resolve()
     assert options("sweep"), "no claim sweeps found through conf/sweep"
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from fnnbench.paths import CONF_DIR
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "tracking-stack"
 TIMEOUT = 600  # seconds for any one command: the machine may be heavily loaded
@@ -318,12 +320,12 @@ def test_slurm_profile_composes_and_makes_an_sbatch_script(tmp_path, monkeypatch
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import OmegaConf
 
-    from fnnbench.preflight import preflight
+    from fnnbench.cli.preflight import preflight
 
     overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=cpu",
                  "tracking.enabled=false"]
     preflight(["-m", "seed=0,1", *overrides])  # allow-listed launcher, nothing refused
-    with initialize_config_dir(str(REPO / "conf"), version_base=None):
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     assert params["_target_"].endswith("SlurmLauncher")
@@ -348,8 +350,8 @@ def test_slurm_profile_composes_and_makes_an_sbatch_script(tmp_path, monkeypatch
 @pytest.mark.parametrize("override", ["+hydra.launcher.setup=[touch /tmp/x]",
                                       "hydra.launcher.additional_parameters={wrap:x}"])
 def test_shell_lines_of_the_launcher_are_refused_on_the_command_line(override):
-    from fnnbench.config import ConfigError
-    from fnnbench.preflight import preflight
+    from fnnbench.cli.preflight import preflight
+    from fnnbench.job.schema import ConfigError
 
     with pytest.raises(ConfigError, match="refused; submitit runs these as shell lines"):
         preflight(["-m", "seed=0,1", "hydra/launcher=slurm", override])

@@ -1,15 +1,26 @@
 """fnnbench.data: shapes, splits, standardisation, validation, MNIST-1D cache, IDX files."""
 
 import gzip
+import subprocess
+import sys
 import warnings
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 import fnnbench.data as data_mod
-from fnnbench.data import DATASETS, DataError, Dataset, load_dataset, read_idx, write_idx
+from fnnbench.data import (
+    DATASETS,
+    DataError,
+    Dataset,
+    load_dataset,
+    read_idx,
+    validate_config,
+    write_idx,
+)
 
 FAST = ["xor", "blobs", "moons", "spirals", "digits"]
 
@@ -167,10 +178,27 @@ def test_zero_val_fraction_gives_empty_val_split():
     assert len(d.y_train) + len(d.y_test) == 100
 
 
-def test_accepts_dictconfig():
-    cfg = OmegaConf.create({"name": "blobs", "n_samples": 50, "noise": 0.5})
+def test_accepts_any_plain_mapping_and_refuses_others():
+    # the job layer converts a Hydra config once (OmegaConf.to_container) before calling
+    cfg = OmegaConf.to_container(OmegaConf.create({"name": "blobs", "n_samples": 50}))
     d = load_dataset(cfg, seed=0)
-    np.testing.assert_array_equal(d.X_train, load_dataset(dict(cfg), seed=0).X_train)
+    proxy = MappingProxyType({"name": "blobs", "n_samples": 50})
+    np.testing.assert_array_equal(d.X_train, load_dataset(proxy, seed=0).X_train)
+    for bad in (["name", "blobs"], "blobs", None):
+        with pytest.raises(DataError, match="dataset config must be a mapping, got"):
+            load_dataset(bad, seed=0)
+        with pytest.raises(DataError, match="dataset config must be a mapping"):
+            validate_config(bad)
+
+
+def test_ground_floor_imports_neither_omegaconf_nor_hydra():
+    code = (
+        "import sys\n"
+        "import fnnbench.data, fnnbench.nn, fnnbench.optim, fnnbench.train\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('omegaconf', 'hydra')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # ----------------------------------------------------------------------- validation
@@ -207,8 +235,6 @@ def test_invalid_config_raises_data_error(cfg, pattern):
 
 
 def test_validate_config_checks_without_loading(tmp_path):
-    from fnnbench.data import validate_config
-
     validate_config(
         {
             "name": "idx",
@@ -218,10 +244,11 @@ def test_validate_config_checks_without_loading(tmp_path):
             },
         }
     )  # files need not exist yet
-    validate_config(OmegaConf.create({"name": "spirals", "n_classes": 3}))
+    validate_config(MappingProxyType({"name": "spirals", "n_classes": 3}))
     with pytest.raises(DataError, match="unknown key.*'std'"):
         validate_config({"name": "blobs", "std": 1.0})
-    missing = OmegaConf.create(
+    # a mandatory value left as ??? in the config stays "???" through OmegaConf.to_container
+    missing = OmegaConf.to_container(OmegaConf.create(
         {
             "name": "idx",
             "train_images": "???",
@@ -229,7 +256,7 @@ def test_validate_config_checks_without_loading(tmp_path):
             "test_images": "b",
             "test_labels": "c",
         }
-    )
+    ))
     with pytest.raises(DataError, match="'train_images' is required"):
         validate_config(missing)
 

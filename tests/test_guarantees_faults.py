@@ -456,7 +456,7 @@ def _eq(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-@pytest.mark.xfail(strict=True, reason="fnnbench/tracking/job.py on_train_end logs the summary "
+@pytest.mark.xfail(strict=True, reason="fnnbench/tracking/run.py on_train_end logs the summary "
                    "metric train_seconds at step 0, on top of the per-epoch train_seconds of "
                    "epoch 0: two values at step 0 (reported to the tracking owner)")
 def test_per_epoch_train_seconds_has_one_value_per_epoch(tmp_path):

@@ -43,6 +43,7 @@ import numpy as np
 import pytest
 
 from fnnbench.data import write_idx
+from fnnbench.paths import SWEEPS_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -691,15 +692,14 @@ GOOD = [
 @pytest.mark.parametrize("args", GOOD, ids=[" ".join(a) for a in GOOD])
 def test_good_command_lines_pass_preflight(tmp_path, args):
     """The refusals above refuse nothing a user needs (in-process, tracking off)."""
-    from fnnbench.preflight import preflight
+    from fnnbench.cli.preflight import preflight
 
     preflight([a.replace("{cwd}", str(tmp_path)) for a in args] + ["tracking.enabled=false"])
 
 
-@pytest.mark.parametrize("claim", sorted(p.stem for p in (
-    Path(__file__).resolve().parent.parent / "sweeps").glob("*.yaml")))
+@pytest.mark.parametrize("claim", sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
 def test_every_claim_sweep_passes_preflight(claim):
-    from fnnbench.preflight import preflight
+    from fnnbench.cli.preflight import preflight
 
     checked = preflight(["-m", f"sweep={claim}", "tracking.enabled=false"])
     assert checked, claim

@@ -3,12 +3,13 @@ registry and validation."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pytest
 
-from fnnbench.nn import ACTIVATIONS, HIDDEN_ACTIVATIONS, get_activation
+from fnnbench.nn import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation, get_activation
 from fnnbench.nn.activations import sigmoid, softmax, softplus
 
 ELEMENTWISE = [n for n in HIDDEN_ACTIVATIONS if n != "maxout"]
@@ -182,3 +183,51 @@ def test_extreme_values_are_exact_limits():
 def test_integer_input_is_promoted():
     assert get_activation("sigmoid").f([0, 0]).dtype == np.float64
     assert get_activation("relu").f(np.array([-1, 2])).tolist() == [0.0, 2.0]
+
+
+# -- the contract --------------------------------------------------------------------------
+
+
+def test_every_activation_is_an_activation_with_one_signature():
+    base = {m: inspect.signature(getattr(Activation, m)) for m in ("f", "df", "backward")}
+    for name, cls in ACTIVATIONS.items():
+        act = get_activation(name)
+        assert isinstance(act, Activation) and type(act) is cls
+        for method, sig in base.items():
+            params = list(inspect.signature(getattr(cls, method)).parameters)
+            assert params == list(sig.parameters), (name, method)
+        init = inspect.signature(cls.__init__).parameters
+        declared = [p for p in init if p not in ("self", "args", "kwargs")]
+        assert list(cls.hyperparameters) == declared, name
+
+
+def test_an_incomplete_activation_cannot_be_instantiated():
+    class NoDerivative(Activation):
+        name = "no_derivative"
+
+        def f(self, z, p=None, out=None):
+            return z
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoDerivative()
+
+
+def test_pieces_and_learnable_parameters_through_the_interface():
+    for name in ACTIVATIONS:
+        act = get_activation(name)
+        assert act.pieces == (2 if name == "maxout" else 1)
+        if name != "prelu":
+            assert act.param_shape(3) is None and act.param_name is None
+            with pytest.raises(TypeError, match="no learnable parameters"):
+                act.init_param(np.zeros(3))
+    assert get_activation("maxout", k=3).pieces == 3
+    prelu = get_activation("prelu", init=0.1)
+    assert prelu.param_name == "mu" and prelu.param_shape(3) == (3,)
+    mu = np.zeros(3)
+    prelu.init_param(mu)
+    np.testing.assert_array_equal(mu, 0.1)
+    z = np.array([[-2.0, 1.0, -1.0], [3.0, -4.0, 0.5]])
+    da = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    out = np.empty(3)
+    prelu.grad_param(da, z, mu, out)  # dJ/dmu = sum_rows da * min(z, 0)
+    np.testing.assert_array_equal(out, [-2.0, -20.0, -3.0])

@@ -31,7 +31,7 @@ KINKS = {"relu": 0.0, "leaky_relu": 0.0, "prelu": 0.0, "elu": 0.0, "shifted_relu
 
 def kink_distance(net: MLP, X: np.ndarray, T: np.ndarray) -> float:
     """Smallest distance of any pre-activation, margin or L1 weight to a kink."""
-    zs, _ = net._forward(X)
+    zs, _ = net.feedforward(X)
     d = np.inf
     name = net.activation.name
     for z in zs[1:-1]:
@@ -123,14 +123,14 @@ def test_gradient_check_batch_of_one_and_maxout_k3():
 def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
     # a check that cannot fail is no check: break backprop and watch it fail
     net, X, y = make_case("tanh", [4], "cross_entropy", 3, {}, None)
-    good = MLP._loss_and_grad
+    good = MLP.loss_and_grad_encoded
 
     def broken(self, X, T, out=None):
         J, G = good(self, X, T, out)
         G["W1"][0, 0] *= 1.01
         return J, G
 
-    monkeypatch.setattr(MLP, "_loss_and_grad", broken)
+    monkeypatch.setattr(MLP, "loss_and_grad_encoded", broken)
     errors = gradient_check(net, X, y)
     assert errors["W1"] > 1e-3
     assert errors["W2"] < TOL

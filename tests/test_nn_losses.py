@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fnnbench.nn import LOSSES, get_loss
+from fnnbench.nn import LOSSES, Loss, get_loss
 from fnnbench.nn.losses import check_labels
 
 # (name, n_out, kwargs): every loss in its binary and multi-class form, square's outputs
@@ -229,3 +229,29 @@ def test_cross_entropy_huge_logits_exact():
     with np.errstate(all="raise"):
         assert loss.value(z, np.array([[1.0, 0.0]])) == 0.0
         assert loss.value(z, np.array([[0.0, 1.0]])) == pytest.approx(2e4, rel=1e-15)
+
+
+# -- the contract --------------------------------------------------------------------------
+
+
+def test_every_loss_is_a_loss():
+    for name, cls in LOSSES.items():
+        loss = get_loss(name, n_out=3)
+        assert isinstance(loss, Loss) and type(loss) is cls and loss.name == name
+    assert LOSSES["square"].hyperparameters == ("output",)
+    assert all(not LOSSES[n].hyperparameters for n in ("cross_entropy", "hinge", "logistic"))
+
+
+def test_an_incomplete_loss_cannot_be_instantiated():
+    class NoProba(Loss):
+        name = "no_proba"
+
+        @property
+        def output(self):
+            return "linear"
+
+        def value_and_grad(self, z, T, out=None):
+            return 0.0, np.zeros_like(z)
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoProba()

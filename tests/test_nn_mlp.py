@@ -228,7 +228,7 @@ def test_gradient_descent_learns_xor():
     first = None
     g = np.empty_like(net.theta)
     for _ in range(1500):
-        J, _ = net._loss_and_grad(Xc, T, g)
+        J, _ = net.loss_and_grad_encoded(Xc, T, g)
         first = J if first is None else first
         net.theta -= 0.5 * g
     assert J < 0.1 * first
@@ -429,3 +429,53 @@ def test_registries_reject_non_string_names():
         get_regularizer(["l2"])
     with pytest.raises(ValueError, match="unknown init"):
         get_initializer(None)
+
+
+def test_every_regularizer_is_a_regularizer_and_the_base_is_abstract():
+    from fnnbench.nn import REGULARIZERS, Regularizer, get_regularizer
+
+    assert list(REGULARIZERS) == ["none", "l2", "l1"]
+    for name, cls in REGULARIZERS.items():
+        reg = get_regularizer(name, 0.1)
+        assert isinstance(reg, Regularizer) and type(reg) is cls and reg.name == name
+
+    class NoGrad(Regularizer):
+        name = "no_grad"
+
+        def omega(self, W):
+            return 0.0
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoGrad()
+
+
+# -- the step API ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "prelu", "maxout"])
+def test_step_api_agrees_with_the_validated_path(activation):
+    net = MLP([4, 6, 5, 3], activation=activation, seed=3, regularizer="l2", reg_strength=0.01)
+    X, y = blobs(n=8)
+    J, grads = net.loss_and_grad(X, y)
+    Xc, T = net.prepare(X, y)
+    # feedforward into a workspace: the arrays are its buffers
+    ws = net.workspace(8)
+    zs, as_ = net.feedforward(Xc, ws)
+    assert all(zs[l] is ws.z[l] for l in (1, 2, 3)) and all(as_[l] is ws.a[l] for l in (1, 2))
+    np.testing.assert_array_equal(zs[-1], net.forward(X))
+    # backprop into a flat buffer; layer_views are views of it in the order of params
+    grad = np.zeros_like(net.theta)
+    assert net.backprop(Xc, T, grad, ws) == J
+    layers = net.layer_views(grad)
+    assert layers[0] is None and len(layers) == net.n_layers + 1
+    for l in range(1, net.n_layers + 1):
+        views = [v for v in layers[l] if v is not None]
+        assert len(views) == len(net.layer_keys(l))
+        for key, v in zip(net.layer_keys(l), views, strict=True):
+            assert np.shares_memory(v, grad)
+            np.testing.assert_array_equal(v, grads[key])
+    # backward from a forward pass, and the encoded fast paths
+    fresh = net.layer_views(np.empty_like(net.theta))
+    assert net.backward(*net.feedforward(Xc), T, fresh) == J
+    J2, g2 = net.loss_and_grad_encoded(Xc, T)
+    assert J2 == J == net.loss_encoded(Xc, T) and g2.keys() == grads.keys()

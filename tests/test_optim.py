@@ -2,12 +2,13 @@
 
 import dataclasses
 import math
+import re
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from fnnbench.optim import UPDATE_RULES, make_optimizer
+from fnnbench.optim import HYPERPARAMETERS, RANGES, UPDATE_RULES, Range, UpdateRule, make_optimizer
 
 RULES = ["plain", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
 EPS = 1e-8  # the eps used in the hand computations below
@@ -264,3 +265,40 @@ def test_missing_or_misshapen_gradient():
         opt.step({"W": np.ones(2), "b": np.ones(1)}, {"W": np.ones(2)})
     with pytest.raises(ValueError, match="shape"):
         opt.step({"W": np.ones(2)}, {"W": np.ones(3)})
+
+
+# ----------------------------------------------------------------------- the contract
+
+
+def test_every_rule_is_an_update_rule():
+    for name, cls in UPDATE_RULES.items():
+        opt = make_optimizer(name)
+        assert isinstance(opt, UpdateRule) and type(opt) is cls and opt.rule == name
+        assert HYPERPARAMETERS[name] == tuple(f.name for f in dataclasses.fields(cls.hp_class))
+
+
+def test_an_incomplete_rule_cannot_be_instantiated():
+    class NoUpdate(UpdateRule):
+        rule = "no_update"
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoUpdate()
+
+
+def test_ranges_are_the_ones_the_rules_enforce():
+    # every hyperparameter has a range; its ends are accepted / refused as the range says
+    for rule, names in HYPERPARAMETERS.items():
+        for name in names:
+            valid = RANGES[name]
+            for x, inside in [(valid.lo, not valid.lo_open), (valid.hi, not valid.hi_open)]:
+                if x is None:
+                    continue
+                assert (x in valid) == inside
+                if inside:
+                    assert getattr(make_optimizer(rule, **{name: x}).hp, name) == x
+                else:
+                    with pytest.raises(ValueError, match=re.escape(f"'{name}' must be {valid}")):
+                        make_optimizer(rule, **{name: x})
+    assert str(RANGES["lr"]) == "> 0" and str(RANGES["beta2"]) == "in [0, 1)"
+    assert 1e300 in RANGES["lr"] and 0.0 in RANGES["momentum"] and 1.0 not in RANGES["rho"]
+    assert str(Range()) == "any number" and str(Range(hi=2.0)) == "<= 2"

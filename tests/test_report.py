@@ -17,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fnnbench.bench_report import log_parent, log_run, synthetic_run
-from fnnbench.claims import NO_DATA, SUPPORTED, evaluate, load_claims
+from fnnbench.claims import NO_DATA, SUPPORTED, judge_claim, load_claims
 from fnnbench.report.__main__ import main as report_main
 from fnnbench.report.data import (
     cast_params,
@@ -33,6 +32,7 @@ from fnnbench.report.data import (
     mean_ci,
 )
 from fnnbench.report.markdown import md_escape, md_table, page_name
+from tests.fixtures.store import log_parent, log_run, synthetic_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "moons|<script>alert(1)</script> [x](http://e.vil) *b* _i_ `c`\nrow2"
@@ -231,7 +231,7 @@ def test_levels_name_the_arm_keys_that_vary_and_groups_name_the_where():
                 "metrics.final_test_acc": 0.5 + 0.01 * i,
             }
         )
-    result = evaluate(claim, _frame(rows))
+    result = judge_claim(claim, _frame(rows))
     used = tables.used_runs(result, _frame(rows))
     assert tables.label_keys(result) == ["model.hidden_sizes"]
     assert tables.group_labels(result) == ["seed_set=1", "seed_set=2"]
@@ -528,7 +528,7 @@ def test_verdicts_are_those_of_fnnbench_claims(store, report):
     client = connect(store["uri"])
     runs = load_runs(client, [e.experiment_id for e in find_experiments(client)])
     for claim in load_claims(store["sweeps"]):
-        want = evaluate(claim, claim_runs(runs, claim.id), seed=0).verdict
+        want = judge_claim(claim, claim_runs(runs, claim.id), seed=0).verdict
         assert report["summary"].verdicts[claim.id] == want
     # the synthetic data has a known answer: tau(relu) = 8 epochs vs tau(sigmoid) = 45
     assert report["summary"].verdicts["speed"] == SUPPORTED

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from fnnbench.claims import load_claims
-from fnnbench.reproduce import SWEEPS_DIR, count_jobs
+from fnnbench.cli.preflight import sweep_size
+from fnnbench.paths import SWEEPS_DIR
 
 VERDICT = re.compile(r"^\*\*(SUPPORTED|REFUTED|INCONCLUSIVE|NO DATA)\*\*")
 
@@ -19,8 +20,8 @@ def test_every_claim_has_a_quick_profile_that_shrinks_its_sweep():
     claims = load_claims(SWEEPS_DIR)
     assert len(claims) >= 9
     for c in claims:
-        full = count_jobs([f"sweep={c.id}"])
-        quick = count_jobs([f"sweep={c.id}", *c.quick])
+        full = sweep_size([f"sweep={c.id}"])
+        quick = sweep_size([f"sweep={c.id}", *c.quick])
         assert c.quick, c.id
         assert 1 <= quick < full, (c.id, quick, full)
 

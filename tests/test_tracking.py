@@ -189,7 +189,7 @@ def test_history_csv_round_trip(tmp_path):
 
     history = [{"train_loss": 1.0}, {"train_loss": math.nan, "val_acc": 0.5},
                {"train_loss": math.inf, "val_acc": 0.75}]
-    tracking.job.write_history_csv(history, tmp_path / "h.csv")
+    tracking.run.write_history_csv(history, tmp_path / "h.csv")
     df = pd.read_csv(tmp_path / "h.csv")
     assert list(df.columns) == ["epoch", "train_loss", "val_acc"]
     assert df["epoch"].tolist() == [0, 1, 2]

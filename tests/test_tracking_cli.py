@@ -150,7 +150,7 @@ def test_bad_store_exits_2_with_one_line(tmp_path):
 
 
 def test_overhead_benchmark_runs(tmp_path):
-    from fnnbench.tracking.bench import measure_overhead
+    from benchmarks.tracking_overhead import measure_overhead
 
     result = measure_overhead(["train.epochs=2"], repeats=1, store_dir=tmp_path)
     assert len(result.times_on) == len(result.times_off) == 1

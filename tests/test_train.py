@@ -9,7 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from fnnbench.__main__ import CONF_DIR, build
+from fnnbench.job import build
+from fnnbench.paths import CONF_DIR
 from fnnbench.train import TrainSettings, fit
 
 

@@ -1,16 +1,27 @@
 """Activation functions: the non-linearity ``a = f(z)`` of a layer and its derivative.
 
-One interface for the family:
+The interface of the family is :class:`Activation` (an ABC; every activation has exactly these
+signatures, so the network treats them all alike). ``p`` is the layer's learnable parameter
+array (PReLU: the slopes ``mu (n_units,)``), None for an activation without parameters:
 
-- ``f(z, out=None) -> a``: the activation, elementwise, same shape as ``z`` (maxout:
+- ``f(z, p=None, out=None) -> a``: the activation, elementwise, same shape as ``z`` (maxout:
   ``(..., k*m) -> (..., m)``; softmax: row-wise over the last axis); with ``out`` (an array of
   the result's shape and dtype, e.g. the trainer's preallocated buffer) it is written there;
-- ``df(z) -> f'(z)``: the elementwise derivative, same shape as ``z`` (maxout: the 0/1 mask of
-  the winning piece; softmax: the full Jacobian, see :class:`Softmax`);
-- ``backward(da, z, a) -> delta = dJ/dz``: the chain rule ``delta = f'(z) (.) da`` given
-  ``da = dJ/da`` and what the forward pass computed (``z`` and ``a = f(z)``); it may write
-  into ``da``;
-- ``name`` (the registry key) and ``bounds`` (``(lo, hi)`` of a saturating unit, else None).
+- ``df(z, p=None) -> f'(z)``: the elementwise derivative, same shape as ``z`` (maxout: the 0/1
+  mask of the winning piece; softmax: the full Jacobian, see :class:`Softmax`);
+- ``backward(da, z, a, p=None) -> delta = dJ/dz``: the chain rule ``delta = f'(z) (.) da``
+  given ``da = dJ/da`` and what the forward pass computed (``z`` and ``a = f(z)``); it may
+  write into ``da``;
+- ``pieces``: pre-activations per unit (1; maxout: ``k``), so a layer of ``m`` units has
+  ``pieces * m`` rows of ``W``;
+- learnable parameters, default none: ``param_name`` (key prefix: ``"mu"`` -> ``mu1, mu2``;
+  None without parameters), ``param_shape(n_units)`` (None without parameters),
+  ``init_param(p)`` (fills the initial values in place) and ``grad_param(da, z, p, out)``
+  (``out = dJ/dp``, summed over the rows; called before ``backward``, which may overwrite
+  ``da``);
+- ``name`` (the registry key), ``hyperparameters`` (constructor keyword -> ``float`` or
+  ``int``), ``bounds`` (``(lo, hi)`` of a saturating unit, else None) and ``can_die``
+  (whether ``f'`` can be 0 on a whole region, so a unit can be dead).
 
 Every function is vectorised and numerically safe for ``|z|`` up to 1e4 in float32 and
 float64: no overflow, underflow or invalid-value warnings and no NaN, because every ``exp``
@@ -23,7 +34,9 @@ At a kink the derivative takes the value of the right-hand branch, as in the lec
 
 from __future__ import annotations
 
-import inspect
+import abc
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 
@@ -127,22 +140,48 @@ def softmax(z, axis: int = -1) -> np.ndarray:
     return h
 
 
-class Activation:
-    """Base class: ``f(z)``, ``df(z)``, ``backward(da, z, a)``; see the module docstring."""
+class Activation(abc.ABC):
+    """The interface of every activation (see the module docstring): subclasses define ``f``
+    and ``df``; ``backward`` defaults to ``f'(z) (.) da``; no learnable parameters by default.
+    """
 
-    name: str = ""
-    bounds: tuple[float, float] | None = None
+    name: ClassVar[str] = ""
+    bounds: ClassVar[tuple[float, float] | None] = None
+    hyperparameters: ClassVar[Mapping[str, type]] = {}
+    param_name: ClassVar[str | None] = None
+    can_die: ClassVar[bool] = True
 
-    def f(self, z, out=None) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def f(self, z, p: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """``a = f(z)``; written into ``out`` when given."""
 
-    def df(self, z) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def df(self, z, p: np.ndarray | None = None) -> np.ndarray:
+        """``f'(z)``, shape of ``z``."""
 
-    def backward(self, da: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def backward(self, da: np.ndarray, z: np.ndarray, a: np.ndarray,
+                 p: np.ndarray | None = None) -> np.ndarray:
         """``delta = f'(z) (.) da``, shape of ``z``; ``da = dJ/da`` may be overwritten."""
-        da *= self.df(z)
+        da *= self.df(z, p)
         return da
+
+    @property
+    def pieces(self) -> int:
+        """Pre-activations per unit: a layer of ``m`` units has ``pieces * m`` rows of ``W``."""
+        return 1
+
+    def param_shape(self, n_units: int) -> tuple[int, ...] | None:
+        """Shape of the learnable parameter array of a layer of ``n_units``; None: none."""
+        return None
+
+    def init_param(self, p: np.ndarray) -> None:
+        """Fill the initial values of the layer's parameter array ``p`` in place."""
+        raise TypeError(f"activation {self.name!r} has no learnable parameters")
+
+    def grad_param(self, da: np.ndarray, z: np.ndarray, p: np.ndarray,
+                   out: np.ndarray) -> np.ndarray:
+        """``out = dJ/dp`` from ``da = dJ/da`` ``(n, n_units)`` (summed over the rows)."""
+        raise TypeError(f"activation {self.name!r} has no learnable parameters")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -153,14 +192,14 @@ class Linear(Activation):
 
     name = "linear"
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         z = _as_float(z)
         return z.copy() if out is None else _into(out, z)
 
-    def df(self, z):
+    def df(self, z, p=None):
         return np.ones_like(_as_float(z))
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         return da
 
 
@@ -170,14 +209,14 @@ class Sigmoid(Activation):
     name = "sigmoid"
     bounds = (0.0, 1.0)
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         return sigmoid(z, out=out)
 
-    def df(self, z):
+    def df(self, z, p=None):
         s = sigmoid(z)
         return s * (1.0 - s)
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         # f'(z) from the cached a = sigma(z): a (1 - a)
         da *= a
         da *= 1.0 - a
@@ -190,14 +229,14 @@ class Tanh(Activation):
     name = "tanh"
     bounds = (-1.0, 1.0)
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         return np.tanh(_as_float(z), out=out)
 
-    def df(self, z):
+    def df(self, z, p=None):
         t = np.tanh(_as_float(z))
         return 1.0 - t * t
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         da *= 1.0 - a * a
         return da
 
@@ -207,14 +246,14 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         return np.maximum(_as_float(z), 0.0, out=out)
 
-    def df(self, z):
+    def df(self, z, p=None):
         z = _as_float(z)
         return (z >= 0).astype(z.dtype)
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         da *= z >= 0
         return da
 
@@ -224,14 +263,14 @@ class ShiftedReLU(Activation):
 
     name = "shifted_relu"
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         return np.maximum(_as_float(z), -1.0, out=out)
 
-    def df(self, z):
+    def df(self, z, p=None):
         z = _as_float(z)
         return (z >= -1.0).astype(z.dtype)
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         da *= z >= -1.0
         return da
 
@@ -240,15 +279,16 @@ class LeakyReLU(Activation):
     """``f(z) = z if z >= 0 else slope*z`` (lecture: slope 0.01); ``f'(z) = 1 or slope``."""
 
     name = "leaky_relu"
+    hyperparameters = {"slope": float}
 
     def __init__(self, slope: float = 0.01):
         self.slope = float(slope)
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         z = _as_float(z)
         return _into(out, np.where(z >= 0, z, self.slope * z))
 
-    def df(self, z):
+    def df(self, z, p=None):
         z = _as_float(z)
         return np.where(z >= 0, 1.0, self.slope).astype(z.dtype, copy=False)
 
@@ -262,31 +302,41 @@ class PReLU(Activation):
     ``mu`` has shape ``(n_units,)`` and broadcasts over the rows of ``z`` ``(n, n_units)``;
     without ``mu`` the initial slope ``init`` (He et al. 2015: 0.25) is used.
     ``f'(z) = 1 or mu``; the gradient for the slope is ``df/dmu = min(z, 0)``, so
-    ``dJ/dmu_i = sum_rows dJ/da_i * min(z_i, 0)`` (see :meth:`dmu`).
+    ``dJ/dmu_i = sum_rows dJ/da_i * min(z_i, 0)`` (see :meth:`dmu`). The slopes are the
+    layer's learnable parameter ``p`` (key ``mu<l>``).
     """
 
     name = "prelu"
+    hyperparameters = {"init": float}
+    param_name = "mu"
+    can_die = False  # dead_frac is not measured for a learned slope
 
     def __init__(self, init: float = 0.25):
         self.init = float(init)
 
-    def f(self, z, mu=None, out=None):
+    def f(self, z, p=None, out=None):
         z = _as_float(z)
-        mu = self.init if mu is None else mu
+        mu = self.init if p is None else p
         return _into(out, np.where(z >= 0, z, mu * z))
 
-    def df(self, z, mu=None):
+    def df(self, z, p=None):
         z = _as_float(z)
-        mu = self.init if mu is None else mu
+        mu = self.init if p is None else p
         return np.where(z >= 0, 1.0, mu).astype(z.dtype, copy=False)
 
     def dmu(self, z):
         """``df/dmu = min(z, 0)``, elementwise, shape of ``z``."""
         return np.minimum(_as_float(z), 0.0)
 
-    def backward(self, da, z, a, mu=None):
-        da *= self.df(z, mu)
-        return da
+    def param_shape(self, n_units):
+        return (n_units,)
+
+    def init_param(self, p):
+        p[...] = self.init
+
+    def grad_param(self, da, z, p, out):
+        # sum_rows da * dmu(z), with dmu inlined (z is the net's float array): one call less
+        return np.sum(da * np.minimum(z, 0.0), axis=0, out=out)
 
     def __repr__(self) -> str:
         return f"PReLU(init={self.init})"
@@ -300,6 +350,7 @@ class ELU(Activation):
     """
 
     name = "elu"
+    hyperparameters = {"mu": float}
 
     def __init__(self, mu: float = 1.0):
         self.mu = float(mu)
@@ -309,11 +360,11 @@ class ELU(Activation):
         np.maximum(zn, -exp_cap(z.dtype), out=zn)
         return zn
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         z = _as_float(z)
         return _into(out, np.where(z >= 0, z, self.mu * np.expm1(self._neg(z))))
 
-    def df(self, z):
+    def df(self, z, p=None):
         z = _as_float(z)
         return np.where(z >= 0, 1.0, self.mu * np.exp(self._neg(z))).astype(z.dtype, copy=False)
 
@@ -331,11 +382,17 @@ class Maxout(Activation):
     """
 
     name = "maxout"
+    hyperparameters = {"k": int}
+    can_die = False  # some piece always wins: f' is never 0 for a whole unit
 
     def __init__(self, k: int = 2):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"maxout k must be an integer >= 1, got {k!r}")
         self.k = int(k)
+
+    @property
+    def pieces(self) -> int:
+        return self.k
 
     def _pieces(self, z):
         z = _as_float(z)
@@ -343,16 +400,16 @@ class Maxout(Activation):
             raise ValueError(f"maxout: last axis {z.shape[-1]} is not a multiple of k={self.k}")
         return z.reshape(*z.shape[:-1], z.shape[-1] // self.k, self.k)
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         return np.maximum.reduce(self._pieces(z), axis=-1, out=out)
 
-    def df(self, z):
-        p = self._pieces(z)
-        mask = np.zeros_like(p)
-        np.put_along_axis(mask, p.argmax(axis=-1)[..., None], 1.0, axis=-1)
+    def df(self, z, p=None):
+        pieces = self._pieces(z)
+        mask = np.zeros_like(pieces)
+        np.put_along_axis(mask, pieces.argmax(axis=-1)[..., None], 1.0, axis=-1)
         return mask.reshape(np.shape(z))
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         mask = self.df(z)
         m = mask.reshape(*mask.shape[:-1], -1, self.k)
         m *= da[..., None]
@@ -373,10 +430,10 @@ class Softmax(Activation):
     name = "softmax"
     bounds = (0.0, 1.0)
 
-    def f(self, z, out=None):
+    def f(self, z, p=None, out=None):
         return _into(out, softmax(z))
 
-    def df(self, z):
+    def df(self, z, p=None):
         h = softmax(z)
         with np.errstate(under="ignore"):  # products of tiny probabilities flush to 0
             J = -h[..., :, None] * h[..., None, :]
@@ -384,7 +441,7 @@ class Softmax(Activation):
         J[..., idx, idx] += h
         return J
 
-    def backward(self, da, z, a):
+    def backward(self, da, z, a, p=None):
         with np.errstate(under="ignore"):
             return a * (da - np.sum(da * a, axis=-1, keepdims=True))
 
@@ -403,15 +460,15 @@ def get_activation(name: str, **kw) -> Activation:
     """Build the activation ``name`` with its parameters ``kw``.
 
     ``leaky_relu(slope=0.01)``, ``elu(mu=1.0)``, ``prelu(init=0.25)``, ``maxout(k=2)``; the
-    others take none. Raises ValueError naming an unknown name or parameter.
+    others take none (``ACTIVATIONS[name].hyperparameters`` lists them). Raises ValueError
+    naming an unknown name or parameter.
     """
     if isinstance(name, Activation):
         return name
     if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of: {', '.join(ACTIVATIONS)}")
     cls = ACTIVATIONS[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    allowed = [p for p in allowed if p not in ("args", "kwargs")]
+    allowed = list(cls.hyperparameters)
     bad = sorted(set(kw) - set(allowed))
     if bad:
         raise ValueError(
@@ -419,7 +476,8 @@ def get_activation(name: str, **kw) -> Activation:
             f"allowed: {allowed if allowed else 'none'}"
         )
     for key, value in kw.items():
-        if key != "k" and (
+        # real-valued ones are checked here; the others by the constructor (maxout's k)
+        if cls.hyperparameters[key] is float and (
             isinstance(value, bool)
             or not isinstance(value, (int, float, np.number))
             or not np.isfinite(value)

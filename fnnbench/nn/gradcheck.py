@@ -60,11 +60,11 @@ def gradient_check(net, X, y, eps: float = 1e-6, floor: float = 1e-3) -> dict[st
     within ``eps`` of the point.
     """
     X, T = net.prepare(X, y)
-    J, grads = net._loss_and_grad(X, T)
+    J, grads = net.loss_and_grad_encoded(X, T)
     floor = floor * max(1.0, abs(J))
 
     def loss(_x) -> float:
-        return net._loss(X, T)
+        return net.loss_encoded(X, T)
 
     return {
         key: relative_error(numerical_gradient(loss, view, eps), grads[key], floor)

@@ -1,10 +1,13 @@
 """Losses, each fused with its output unit (lecture: Normal -> linear, Bernoulli -> sigmoid,
 Multinomial -> softmax).
 
-One interface for the family. ``z`` is the output pre-activation ``z^L`` of shape
-``(n, n_out)``, ``T`` the encoded targets of the same shape, ``C`` the number of classes
-(``C = n_out``, or 2 when ``n_out == 1``: one output unit for a binary problem).
+The interface of the family is :class:`Loss` (an ABC: a loss defines ``output``,
+``value_and_grad`` and ``proba``; the rest have defaults). ``z`` is the output pre-activation
+``z^L`` of shape ``(n, n_out)``, ``T`` the encoded targets of the same shape, ``C`` the number
+of classes (``C = n_out``, or 2 when ``n_out == 1``: one output unit for a binary problem).
 
+- ``name`` (the registry key) and ``hyperparameters`` (its constructor keywords besides
+  ``n_out``: ``("output",)`` for square, else none);
 - ``output``: the output unit, ``"linear" | "sigmoid" | "softmax"``;
 - ``encode(y, n_out, dtype) -> T``: integer labels ``y (n,)`` in ``[0, C)`` -> targets;
 - ``value(z, T) -> float``: the loss, **averaged over the batch** (summed over outputs);
@@ -22,6 +25,9 @@ All computations are stable for ``|z|`` up to 1e4 (``softplus``/log-sum-exp inst
 """
 
 from __future__ import annotations
+
+import abc
+from typing import ClassVar
 
 import numpy as np
 
@@ -113,17 +119,21 @@ def _normalise_rows(P: np.ndarray) -> np.ndarray:
     return np.divide(P, s, out=np.full_like(P, 1.0 / C), where=s > 0)
 
 
-class Loss:
-    """Base class; see the module docstring for the interface."""
+class Loss(abc.ABC):
+    """The interface of every loss (see the module docstring): subclasses define ``output``,
+    ``value_and_grad`` and ``proba``; ``value``, ``grad``, ``encode`` and ``predict`` have
+    defaults."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_out: int | None = None):
         self.n_out = n_out
 
     @property
-    def output(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def output(self) -> str:
+        """The output unit: ``"linear" | "sigmoid" | "softmax"``."""
 
     # -- targets ------------------------------------------------------------------------
     def encode(self, y, n_out: int, dtype=np.float64) -> np.ndarray:
@@ -134,9 +144,10 @@ class Loss:
         return _one_hot(y, n_out, dtype)
 
     # -- value / gradient ---------------------------------------------------------------
+    @abc.abstractmethod
     def value_and_grad(self, z: np.ndarray, T: np.ndarray,
                        out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover
+        """``(J, dJ/dz^L)``: the batch mean and ``(n, n_out)`` gradient (into ``out``)."""
 
     def value(self, z, T) -> float:
         """Batch mean of the loss, a Python float."""
@@ -147,8 +158,9 @@ class Loss:
         return self.value_and_grad(z, T)[1]
 
     # -- prediction ---------------------------------------------------------------------
-    def proba(self, z) -> np.ndarray:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def proba(self, z) -> np.ndarray:
+        """Class probabilities ``(n, C)`` (binary: two columns ``[1-p, p]``)."""
 
     def predict(self, z) -> np.ndarray:
         """Labels ``(n,)`` int64: argmax of the outputs, binary threshold at 0 on scores."""
@@ -175,6 +187,7 @@ class Square(Loss):
     """
 
     name = "square"
+    hyperparameters = ("output",)
     OUTPUTS = ("linear", "sigmoid", "softmax")
 
     def __init__(self, output: str = "linear", n_out: int | None = None):
@@ -387,7 +400,7 @@ def get_loss(name: str, n_out: int | None = None, **kw) -> Loss:
         return name
     if not isinstance(name, str) or name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected one of: {', '.join(LOSSES)}")
-    allowed = ["output"] if name == "square" else []
+    allowed = list(LOSSES[name].hyperparameters)
     bad = sorted(set(kw) - set(allowed))
     if bad:
         raise ValueError(

@@ -10,6 +10,14 @@ Row form: rows of ``X`` are examples, so every column vector of the lecture is a
 and a batch stacks them: ``z (n, n_l) = a (n, n_{l-1}) @ W.T + b``,
 ``delta^l = f'(z^l) (.) (delta^{l+1} @ W^{l+1})`` and ``dJ/dW^l = delta^T @ a^{l-1}``
 (summed over the batch; the 1/n of the batch mean is already inside ``delta^L``).
+
+The step API (no validation, for the trainer; ``X (n, n_in)`` in the net dtype, ``T (n, n_out)``
+targets encoded by ``net.loss.encode``): :meth:`MLP.feedforward` (the forward pass, into a
+:class:`Workspace` when given), :meth:`MLP.backward` (backpropagation from a forward pass into
+the :meth:`MLP.layer_views` of a gradient buffer), :meth:`MLP.backprop` (both, into a flat
+gradient buffer: the training step), :meth:`MLP.loss_and_grad_encoded` and
+:meth:`MLP.loss_encoded`. The validating methods (``forward``, ``loss_and_grad``, ``predict``)
+check their inputs and then call these.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fnnbench.nn.activations import HIDDEN_ACTIVATIONS, Maxout, PReLU, get_activation, sigmoid
+from fnnbench.nn.activations import HIDDEN_ACTIVATIONS, get_activation, sigmoid
 from fnnbench.nn.activations import softmax as _softmax
 from fnnbench.nn.init import default_init, get_initializer
 from fnnbench.nn.losses import get_loss, n_classes
@@ -44,7 +52,7 @@ class Workspace:
 
     def __init__(self, net: MLP, n: int):
         dt, L, sizes = net.dtype, net.n_layers, net.sizes
-        k = net.activation.k if isinstance(net.activation, Maxout) else 1
+        k = net.activation.pieces
         self.n = int(n)
         self.z = [None] + [
             np.empty((n, sizes[l] * (k if l < L else 1)), dt) for l in range(1, L + 1)
@@ -84,13 +92,16 @@ class MLP:
     ``hidden = []`` is a single layer of neurons. ``n_out == 1`` means a binary problem with
     one output unit. Parameters live in one flat array ``theta`` (``dtype``, float64 by
     default); ``params`` maps ``W1, b1[, mu1], ..., WL, bL`` to views of it, in that order:
-    ``W^l (n_l, n_{l-1})`` (maxout hidden layers: ``(k*n_l, n_{l-1})``, pieces of unit ``i`` in
-    rows ``i*k..i*k+k-1``), ``b^l (n_l,)`` (maxout: ``(k*n_l,)``), PReLU slopes
-    ``mu^l (n_l,)``. Update parameters in place (``theta -= lr * grad``).
+    ``W^l (n_l, n_{l-1})`` (hidden layers: ``(k*n_l, n_{l-1})`` with ``k =
+    activation.pieces``, 1 but for maxout, pieces of unit ``i`` in rows ``i*k..i*k+k-1``),
+    ``b^l (n_l,)`` (hidden: ``(k*n_l,)``), and the hidden activation's learnable parameters
+    ``<activation.param_name><l>`` of shape ``activation.param_shape(n_l)`` (PReLU slopes
+    ``mu^l (n_l,)``). Update parameters in place (``theta -= lr * grad``).
 
     Weights from ``init`` (None -> He normal for the ReLU family and maxout, Glorot uniform
-    otherwise) with ``np.random.default_rng(seed)``; biases 0; PReLU slopes
-    ``activation_kwargs["init"]`` (0.25). The regularizer ``lambda * Omega`` acts on weights only.
+    otherwise) with ``np.random.default_rng(seed)``; biases 0; activation parameters from
+    ``activation.init_param`` (PReLU slopes: ``activation_kwargs["init"]``, 0.25). The
+    regularizer ``lambda * Omega`` acts on weights only.
     """
 
     def __init__(
@@ -150,39 +161,40 @@ class MLP:
             "reg_strength": float(reg_strength),
         }
 
-        self._is_prelu = isinstance(self.activation, PReLU)
-        k = self.activation.k if isinstance(self.activation, Maxout) else 1
-        # layout of theta: (key, offset, shape), layer by layer W, b[, mu]
+        act = self.activation
+        # layout of theta: (key, offset, shape), layer by layer W, b[, activation parameter];
+        # self._keys[l] = (W key, b key, key of the activation's parameter after it or None)
         self._layout: list[tuple[str, int, tuple[int, ...]]] = []
+        self._keys: list = [None]
         offset = 0
         for l in range(1, self.n_layers + 1):
             n_prev, n_l = self.sizes[l - 1], self.sizes[l]
-            rows = k * n_l if l < self.n_layers else n_l
+            hidden = l < self.n_layers
+            rows = act.pieces * n_l if hidden else n_l
             shapes = [(f"W{l}", (rows, n_prev)), (f"b{l}", (rows,))]
-            if self._is_prelu and l < self.n_layers:
-                shapes.append((f"mu{l}", (n_l,)))
+            p_shape = act.param_shape(n_l) if hidden else None
+            p_key = None if p_shape is None else f"{act.param_name}{l}"
+            if p_key is not None:
+                shapes.append((p_key, p_shape))
+            self._keys.append((f"W{l}", f"b{l}", p_key))
             for key, shape in shapes:
                 self._layout.append((key, offset, shape))
                 offset += math.prod(shape)
-        # per layer l = 1..L: (W key, b key, mu key of the activation after it or None)
-        self._keys = [None] + [
-            (f"W{l}", f"b{l}", f"mu{l}" if self._is_prelu and l < self.n_layers else None)
-            for l in range(1, self.n_layers + 1)
-        ]
         self.theta = np.zeros(offset, dtype=self.dtype)
         self.params: dict[str, np.ndarray] = self._views(self.theta)
         # one slot: the views of the last gradient buffer (the trainer reuses one buffer)
         self._grad_views: tuple[np.ndarray, dict[str, np.ndarray], list] | None = None
-        self._layer_params = self._layer_views(self.theta)
-        # the forward pass's view of layer l: (W^T, b, mu or None), made once
-        self._forward_params = [(W.T, b, mu) for W, b, mu in self._layer_params[1:]]
+        self._layer_params = self.layer_views(self.theta)
+        # the forward pass's view of layer l: (W^T, b, p or None), made once
+        self._forward_params = [(W.T, b, p) for W, b, p in self._layer_params[1:]]
 
         rng = np.random.default_rng(seed)
         for l in range(1, self.n_layers + 1):
             W = self.params[f"W{l}"]
             W[...] = initializer(W.shape, rng, self.dtype)
-            if self._is_prelu and l < self.n_layers:
-                self.params[f"mu{l}"][...] = self.activation.init
+            p_key = self._keys[l][2]
+            if p_key is not None:
+                act.init_param(self.params[p_key])
 
     # -- layout -------------------------------------------------------------------------
     def _views(self, buf: np.ndarray) -> dict[str, np.ndarray]:
@@ -190,17 +202,15 @@ class MLP:
         return {key: buf[o : o + math.prod(s)].reshape(s) for key, o, s in self._layout}
 
     def layer_keys(self, l: int) -> list[str]:
-        """Parameter keys of layer ``l`` (1..L): ``["W<l>", "b<l>"]`` plus ``"mu<l>"`` (PReLU)."""
+        """Parameter keys of layer ``l`` (1..L): ``["W<l>", "b<l>"]`` plus the activation's
+        parameter (PReLU: ``"mu<l>"``) on a hidden layer."""
         if (
             isinstance(l, bool)
             or not isinstance(l, (int, np.integer))
             or not 1 <= l <= self.n_layers
         ):
             raise ValueError(f"layer index must be in 1..{self.n_layers}, got {l!r}")
-        keys = [f"W{l}", f"b{l}"]
-        if self._is_prelu and l < self.n_layers:
-            keys.append(f"mu{l}")
-        return keys
+        return [key for key in self._keys[l] if key is not None]
 
     @property
     def n_classes(self) -> int:
@@ -241,7 +251,7 @@ class MLP:
         return self.loss.encode(y, self.sizes[-1], self.dtype)
 
     def prepare(self, X, y) -> tuple[np.ndarray, np.ndarray]:
-        """Validate ``X`` and ``y`` once -> ``(X, T)`` ready for :meth:`_loss_and_grad`.
+        """Validate ``X`` and ``y`` once -> ``(X, T)`` ready for :meth:`loss_and_grad_encoded`.
 
         ``y`` is a 1-D array of integer labels in ``[0, C)`` or a 2-D float array already
         encoded by ``net.loss.encode`` (shape ``(n, n_out)``).
@@ -279,27 +289,31 @@ class MLP:
         """Preallocated arrays for batches of ``n`` rows (see :class:`Workspace`)."""
         return Workspace(self, n)
 
-    def _layer_views(self, buf: np.ndarray) -> list:
-        """``[None, (W^1, b^1, mu^1 or None), ..., (W^L, b^L, None)]``: views into ``buf``."""
+    def layer_views(self, buf: np.ndarray) -> list:
+        """Per-layer views of a flat buffer ``buf`` shaped like ``theta`` (e.g. a gradient):
+        ``[None, (W^1, b^1, p^1 or None), ..., (W^L, b^L, None)]`` with ``W^l (rows_l,
+        n_{l-1})``, ``b^l (rows_l,)`` and ``p^l`` the activation's parameter of layer ``l``
+        (PReLU: ``mu^l (n_l,)``), None without one. Index 0 is None."""
         V = self._views(buf)
-        return [None] + [(V[kW], V[kb], V[kmu] if kmu else None) for kW, kb, kmu in self._keys[1:]]
+        return [None] + [(V[kW], V[kb], V[kp] if kp else None) for kW, kb, kp in self._keys[1:]]
 
-    def _forward(self, X: np.ndarray, ws: Workspace | None = None) -> tuple[list, list]:
-        """Forward pass without checks: ``zs[l] = z^l`` (``zs[0] = None``), ``as_[l] = a^l``
-        for ``l < L`` (``as_[0] = X``). With a workspace of ``X.shape[0]`` rows the arrays are
-        its buffers (overwritten by the next call), else new arrays."""
+    def feedforward(self, X: np.ndarray, ws: Workspace | None = None) -> tuple[list, list]:
+        """The forward pass, no checks: ``(zs, as_)`` with ``zs[l] = z^l (n, rows_l)`` for
+        ``l = 1..L`` (``zs[0] = None``; ``zs[L] (n, n_out)`` is the output pre-activation) and
+        ``as_[l] = a^l (n, n_l)`` for ``l < L`` (``as_[0] = X``). ``X (n, n_in)`` in the net
+        dtype. With a workspace of ``n`` rows the arrays are its buffers (overwritten by the
+        next call), else new arrays."""
         act, L = self.activation, self.n_layers
         zs: list = [None]
         as_: list = [X]
         a = X
-        for l, (WT, b, mu) in enumerate(self._forward_params, 1):
+        for l, (WT, b, p) in enumerate(self._forward_params, 1):
             # row form of z^l = W^l a^{l-1} + b^l: examples are rows, so z = a W^T + b
             z = np.matmul(a, WT, out=None if ws is None else ws.z[l])
             z += b
             zs.append(z)
             if l < L:
-                out = None if ws is None else ws.a[l]
-                a = act.f(z, out=out) if mu is None else act.f(z, mu, out=out)
+                a = act.f(z, p, out=None if ws is None else ws.a[l])
                 as_.append(a)
         return zs, as_
 
@@ -319,7 +333,7 @@ class MLP:
         output unit applied to ``z^L``: identity, sigmoid or softmax).
         """
         X = self.check_X(X)
-        zs, as_ = self._forward(X)
+        zs, as_ = self.feedforward(X)
         if not cache:
             return zs[-1]
         return zs[-1], {"z": zs, "a": [*as_, self._output_unit(zs[-1])]}
@@ -351,11 +365,12 @@ class MLP:
                 raise ValueError(f"out must have dtype {self.dtype}, got {out.dtype}")
             if not out.flags.c_contiguous or np.shares_memory(out, self.theta):
                 raise ValueError("out must be a contiguous array not sharing memory with theta")
-        return self._loss_and_grad(X, T, out)
+        return self.loss_and_grad_encoded(X, T, out)
 
-    def _loss(self, X: np.ndarray, T: np.ndarray) -> float:
-        """``J = mean loss + lambda * Omega(W)`` only (no gradient); fast path, no checks."""
-        zs, _ = self._forward(X)
+    def loss_encoded(self, X: np.ndarray, T: np.ndarray) -> float:
+        """``J = mean loss + lambda * Omega(W)`` only (no gradient); no checks: ``X (n, n_in)``
+        in the net dtype, ``T (n, n_out)`` encoded."""
+        zs, _ = self.feedforward(X)
         J = self.loss.value(zs[-1], T)
         if self.regularizer.strength:
             J += self.regularizer.value(self.params[k[0]] for k in self._keys[1:])
@@ -363,42 +378,50 @@ class MLP:
 
     def _grads_for(self, out: np.ndarray | None) -> tuple[dict[str, np.ndarray], list]:
         """Views of the gradient buffer ``out`` (a new one when None): the dict of ``params``
-        keys and the per-layer list of :meth:`_layer_views`; cached for the last ``out``."""
+        keys and the per-layer list of :meth:`layer_views`; cached for the last ``out``."""
         if out is None:
             buf = np.empty_like(self.theta)
-            return self._views(buf), self._layer_views(buf)
+            return self._views(buf), self.layer_views(buf)
         cached = self._grad_views
         if cached is None or cached[0] is not out:
-            cached = self._grad_views = (out, self._views(out), self._layer_views(out))
+            cached = self._grad_views = (out, self._views(out), self.layer_views(out))
         return cached[1], cached[2]
 
-    def _loss_and_grad(self, X: np.ndarray, T: np.ndarray, out: np.ndarray | None = None):
-        """Fast path, no checks: ``X (n, n_in)`` in the net dtype, ``T`` encoded ``(n, n_out)``.
+    def loss_and_grad_encoded(self, X: np.ndarray, T: np.ndarray,
+                              out: np.ndarray | None = None) -> tuple[float, dict]:
+        """:meth:`loss_and_grad` without checks: ``X (n, n_in)`` in the net dtype, ``T (n,
+        n_out)`` encoded by ``net.loss.encode``; ``out`` (if given) a contiguous 1-D array like
+        ``theta``, not sharing memory with it.
 
-        Returns ``(J, grads)``; see :meth:`loss_and_grad` and :meth:`_backprop`.
+        Returns ``(J, grads)``: ``grads`` has the keys and shapes of ``params`` (views of
+        ``out`` when given).
         """
         G, layers = self._grads_for(out)
-        zs, as_ = self._forward(X)
-        return self._backward(zs, as_, T, layers), dict(G)
+        zs, as_ = self.feedforward(X)
+        return self.backward(zs, as_, T, layers), dict(G)
 
-    def _backprop(self, X: np.ndarray, T: np.ndarray, out: np.ndarray,
-                  ws: Workspace | None = None) -> float:
-        """The trainer's step: ``J``, with ``dJ/dtheta`` written into ``out`` (flat, like theta).
+    def backprop(self, X: np.ndarray, T: np.ndarray, grad: np.ndarray,
+                 ws: Workspace | None = None) -> float:
+        """The training step's gradient: returns ``J`` and writes ``dJ/dtheta`` into ``grad``.
 
-        No checks, no dict: ``X`` and ``T`` as for :meth:`_loss_and_grad`; with ``ws`` (a
-        workspace of ``X.shape[0]`` rows) every intermediate array is preallocated.
+        No checks, no dict: ``X (n, n_in)`` and ``T (n, n_out)`` as for
+        :meth:`loss_and_grad_encoded`; ``grad`` a flat buffer like ``theta`` (its
+        :meth:`layer_views` are cached, so reuse one buffer); with ``ws`` (a workspace of ``n``
+        rows) every intermediate array is preallocated.
         """
-        zs, as_ = self._forward(X, ws)
-        return self._backward(zs, as_, T, self._grads_for(out)[1], ws)
+        zs, as_ = self.feedforward(X, ws)
+        return self.backward(zs, as_, T, self._grads_for(grad)[1], ws)
 
-    def _backward(self, zs: list, as_: list, T: np.ndarray, grads: list,
-                  ws: Workspace | None = None) -> float:
-        """Backpropagation from a forward pass ``(zs, as_)``; returns ``J`` (with the penalty).
+    def backward(self, zs: list, as_: list, T: np.ndarray, grads: list,
+                 ws: Workspace | None = None) -> float:
+        """Backpropagation from a forward pass ``(zs, as_)`` of :meth:`feedforward`; returns
+        ``J`` (with the penalty).
 
-        ``delta^L = loss.grad(z^L, T)`` (fused, includes 1/n); for ``l = L..1``:
+        ``delta^L = loss.grad(z^L, T)`` ``(n, n_out)`` (fused, includes 1/n); for ``l = L..1``:
         ``dJ/dW^l = delta^T a^{l-1} + lambda dOmega/dW^l``, ``dJ/db^l = sum_rows delta``, then
-        ``delta <- f'(z^{l-1}) (.) (delta W^l)``. ``grads`` is :meth:`_layer_views` of the
-        gradient buffer; with ``ws`` the deltas live in its buffers.
+        ``delta <- f'(z^{l-1}) (.) (delta W^l)`` (and ``dJ/dp^{l-1}`` of the activation's
+        parameter). ``grads`` is :meth:`layer_views` of the gradient buffer, written in place;
+        with ``ws`` the deltas live in its buffers, never in the forward pass's arrays.
         """
         act, reg, L = self.activation, self.regularizer, self.n_layers
         params = self._layer_params
@@ -423,12 +446,10 @@ class MLP:
                 # dJ/da^{l-1}, row form of (W^l)^T delta^l
                 da = np.matmul(delta, W, out=None if ws is None else ws.da[l - 1])
                 z = zs[l - 1]
-                mu = params[l - 1][2]
-                if mu is not None:
-                    np.sum(da * act.dmu(z), axis=0, out=grads[l - 1][2])  # before da is reused
-                    delta = act.backward(da, z, a_prev, mu)
-                else:
-                    delta = act.backward(da, z, a_prev)
+                p = params[l - 1][2]
+                if p is not None:  # dJ/dp first: backward may overwrite da
+                    act.grad_param(da, z, p, grads[l - 1][2])
+                delta = act.backward(da, z, a_prev, p)
         if penalised:
             J += reg.value(params[l][0] for l in range(1, L + 1))
         return float(J)

@@ -1,27 +1,34 @@
 """Regularizers: the ``lambda * Omega(theta)`` term of ``J = mean loss + lambda * Omega(theta)``.
 
-One interface for the family, applied to the **weight matrices W^l only** (never to biases
-``b^l`` nor to PReLU slopes ``mu^l``):
+The interface of the family is :class:`Regularizer` (an ABC: a regularizer defines ``omega``
+and ``add_grad``), applied to the **weight matrices W^l only** (never to biases ``b^l`` nor to
+activation parameters such as PReLU slopes ``mu^l``):
 
+- ``omega(W) -> float``: ``Omega(W)`` of one weight matrix;
 - ``value(Ws) -> float``: ``lambda * sum_l Omega(W^l)``;
 - ``add_grad(W, dW) -> None``: ``dW += lambda * dOmega/dW`` in place;
-- ``strength`` (``lambda >= 0``) and ``name``.
+- ``strength`` (``lambda >= 0``) and ``name`` (the registry key).
+
+``REGULARIZERS`` (name -> class) is the registry; its keys are the valid names of a config.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterable
+from typing import ClassVar
 
 import numpy as np
 
 __all__ = ["REGULARIZERS", "L1", "L2", "NoRegularizer", "Regularizer", "get_regularizer"]
 
 
-class Regularizer:
-    """Base class: ``value(Ws)``, ``add_grad(W, dW)``; ``lambda = strength``."""
+class Regularizer(abc.ABC):
+    """The interface (see the module docstring): ``omega(W)``, ``value(Ws)``,
+    ``add_grad(W, dW)``; ``lambda = strength``."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
 
     def __init__(self, strength: float = 0.0):
         if (
@@ -34,8 +41,9 @@ class Regularizer:
             raise ValueError(f"reg_strength must be >= 0, got {strength!r}")
         self.strength = float(strength)
 
-    def omega(self, W: np.ndarray) -> float:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def omega(self, W: np.ndarray) -> float:
+        """``Omega(W)`` of one weight matrix (without ``lambda``)."""
 
     def value(self, Ws: Iterable[np.ndarray]) -> float:
         """``lambda * sum_l Omega(W^l)`` over the weight matrices ``Ws`` (not biases)."""
@@ -43,8 +51,9 @@ class Regularizer:
             return 0.0
         return self.strength * sum(self.omega(W) for W in Ws)
 
-    def add_grad(self, W: np.ndarray, dW: np.ndarray) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def add_grad(self, W: np.ndarray, dW: np.ndarray) -> None:
+        """``dW += lambda * dOmega/dW`` in place."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(strength={self.strength})"
@@ -92,8 +101,10 @@ class L1(Regularizer):
             dW += self.strength * np.sign(W)
 
 
-REGULARIZERS: dict[str, type[Regularizer]] = {"none": NoRegularizer, "l2": L2, "l1": L1}
-"""Registry: regularizer name -> class."""
+REGULARIZERS: dict[str, type[Regularizer]] = {
+    cls.name: cls for cls in (NoRegularizer, L2, L1)
+}
+"""Registry: regularizer name -> class (keys ``none, l2, l1``, in that order)."""
 
 
 def get_regularizer(name: str | None, strength: float = 0.0) -> Regularizer:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fnnbench.report.build import SWEEPS_DIR, build_report
+from fnnbench.paths import SWEEPS_DIR
+from fnnbench.report.build import build_report
 from fnnbench.report.data import ReportError
 
 EXIT_USAGE = 2
@@ -47,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--sweeps-dir",
         default=str(SWEEPS_DIR),
-        help="folder of claim files <id>.yaml (default: the repo's sweeps/)",
+        help="folder of claim files <id>.yaml (default: fnnbench/sweeps/, the shipped claims)",
     )
     ap.add_argument("--out", default="reports", help="output folder (default: reports/)")
     return ap.parse_args(argv)

@@ -4,7 +4,7 @@
                            sweeps_dir="sweeps", out="reports")
 
 For each claim of ``sweeps_dir`` (``fnnbench.claims.load_claims``) the jobs tagged
-``fnnbench.claim = <id>`` are judged by ``fnnbench.claims.evaluate`` (the one
+``fnnbench.claim = <id>`` are judged by ``fnnbench.claims.judge_claim`` (the one
 implementation of the statistics), the figures of the claim's ``plots`` list are drawn from
 exactly the runs the comparisons used, and ``<out>/<id>.md`` is written with its images in
 ``<out>/img/``; then ``<out>/README.md`` indexes every claim with provenance. Nothing trains:
@@ -18,7 +18,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -30,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fnnbench.claims import Claim, ClaimResult, counting_mask, evaluate, load_claims
+from fnnbench.claims import Claim, ClaimResult, counting_mask, judge_claim, load_claims
+from fnnbench.paths import SWEEPS_DIR, git_commit, git_dirty
 from fnnbench.report import markdown as md
 from fnnbench.report import plots, tables
 from fnnbench.report.data import (
-    CLAIM_TAG,
     X_AXES,
     cast_value,
     claim_runs,
@@ -45,18 +44,12 @@ from fnnbench.report.data import (
     find_experiments,
     job_runs,
     load_runs,
-    resolve_uri,
 )
+from fnnbench.tracking import names as tn
 from fnnbench.tracking.model import no_progress_bar
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-SWEEPS_DIR = REPO_DIR / "sweeps"
 IMG = "img"
 ACTIVATIONS_PNG = f"{IMG}/activations.png"
-PLOTS = (
-    "learning_curves", "time_to_target", "ranking", "saturation", "dead_units", "decision_boundary",
-    "capacity", "success_rate", "activations",
-)  # fmt: skip
 CURVE_POINTS = 100  # steps per run drawn in learning curves
 CURVE_RUNS = 50  # runs per (group, level) in learning curves: the lowest seeds
 HEATMAP_POINTS = 50  # steps per run in the layer x epoch heatmaps
@@ -354,16 +347,15 @@ def config_of(params: dict[str, str]) -> dict:
 
 
 def _training_points(client, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The run's training split, rebuilt from its own logged params (the run's params only:
-    the runs table fills params of other runs with None). Data only, no training."""
+    """The run's training split, rebuilt by fnnbench.data from its own logged params (the
+    run's params only: the runs table fills params of other runs with None). No training."""
     try:
-        from omegaconf import OmegaConf
+        from fnnbench.data import load_dataset
+        from fnnbench.seeding import job_seeds
 
-        from fnnbench.__main__ import build
-
-        params = client.get_run(run_id).data.params
-        job = build(OmegaConf.create(config_of(params)))
-        return job.data.X_train, job.data.y_train
+        cfg = config_of(client.get_run(run_id).data.params)
+        data = load_dataset(cfg["dataset"], seed=job_seeds(cfg["seed"]).data)
+        return data.X_train, data.y_train
     except Exception:  # noqa: BLE001 - the figure is still useful without the points
         return None
 
@@ -536,7 +528,7 @@ def render_claim(
 ) -> tuple[ClaimResult, Path, list[Path]]:
     """Evaluate one claim on its runs, draw its figures, write ``<out>/<id>.md``."""
     name = md.page_name(claim.id)
-    result = evaluate(claim, runs, seed=seed)
+    result = judge_claim(claim, runs, seed=seed)
     counts = count_runs(runs)
     used = tables.used_runs(result, runs)
     order = list(dict.fromkeys(used["level"].tolist()))
@@ -557,7 +549,8 @@ def render_claim(
         if pname == "activations":
             continue
         if pname not in FIGURES:
-            skipped.append(f"{md.md_escape(pname)}: unknown plot (known: {', '.join(PLOTS)})")
+            known = ", ".join([*FIGURES, "activations"])
+            skipped.append(f"{md.md_escape(pname)}: unknown plot (known: {known})")
             continue
         heading, fn = FIGURES[pname]
         if counts.total == 0:
@@ -602,23 +595,10 @@ def render_claim(
 
 
 def _git_commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha[:12] + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    sha = git_commit()
+    if sha is None:
         return "unknown (not a git checkout)"
+    return sha[:12] + (" (with uncommitted changes)" if git_dirty() else "")
 
 
 def _blas() -> str:
@@ -654,7 +634,7 @@ def provenance(
         except metadata.PackageNotFoundError:
             continue
     commits = (
-        sorted({c for c in jobs.get("tags.mlflow.source.git.commit", pd.Series()) if c})
+        sorted({c for c in jobs.get(tn.column(tn.TAG_GIT_COMMIT), pd.Series()) if c})
         if len(jobs)
         else []
     )
@@ -662,7 +642,7 @@ def provenance(
     rows = {
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "report code (git commit)": _git_commit(),
-        "MLflow store": resolve_uri(store),
+        "MLflow store": tn.tracking_uri(store),
         "experiments read": ", ".join(experiments) or "none",
         "runs (jobs)": f"{counts.total} ({counts.finished} finished: {outcome})",
         "failed runs": str(counts.failed),
@@ -709,7 +689,7 @@ def build_report(
     log = log or (lambda s: None)
     out = Path(out)
     claims = load_claims(sweeps_dir, list(claim_ids) if claim_ids else None)
-    store = resolve_uri(tracking_uri)
+    store = tn.tracking_uri(tracking_uri)
     client = connect(store)
     exps = find_experiments(client, experiments)
     all_runs = load_runs(client, [e.experiment_id for e in exps])
@@ -735,7 +715,7 @@ def build_report(
         verdicts[claim.id], pages[claim.id] = result.verdict, path
         entries.append(md.IndexEntry(result, path.name, len(runs)))
         log(f"{claim.id}: {result.verdict} ({len(runs)} runs) -> {path}")
-    tagged = jobs.get(f"tags.{CLAIM_TAG}", pd.Series(dtype=object)).dropna()
+    tagged = jobs.get(tn.column(tn.TAG_CLAIM), pd.Series(dtype=object)).dropna()
     unknown = {str(k): int(v) for k, v in tagged[~tagged.isin(known)].value_counts().items()}
     prov = provenance(store, [e.name for e in exps], jobs, n_parents, unknown)
     (out / "README.md").write_text(md.index_page(entries, prov, ACTIVATIONS_PNG), encoding="utf-8")

@@ -14,14 +14,13 @@ Everything the report knows comes from the MLflow store, read through ``MlflowCl
   training seconds), ready for a seed band;
 - :func:`mean_ci` -> the 95% percentile-bootstrap CI of a mean (the seed band of a curve).
 
-Names follow docs/internals.md, section "MLflow names".
+Names follow docs/internals.md, section "MLflow names" (:mod:`fnnbench.tracking.names`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,13 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CLAIM_TAG = "fnnbench.claim"
-OUTCOME_TAG = "fnnbench.outcome"
-PARENT_TAG = "fnnbench.parent"
-DEFAULT_URI = "sqlite:///mlflow.db"  # DESIGN.md: embedded sqlite in the working directory
+from fnnbench.tracking.names import TAG_CLAIM, TAG_OUTCOME, TAG_PARENT, tracking_uri
+
 PAGE = 1000  # runs per search_runs page
 CHUNK = 500  # run ids per bulk history query (SQLite allows 32766 bound variables; stay far below)
-OUTCOMES = ("reached_target", "max_epochs", "converged", "diverged")
 
 
 class ReportError(ValueError):
@@ -109,17 +105,12 @@ def hidden_sizes(value: Any) -> list[int] | None:
 # ----------------------------------------------------------------------------- the store
 
 
-def resolve_uri(tracking_uri: str | None = None) -> str:
-    """The store to read: the argument, else ``MLFLOW_TRACKING_URI``, else ./mlflow.db."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-
-
-def connect(tracking_uri: str | None = None):
+def connect(uri: str | None = None):
     """An ``MlflowClient`` on the store; ReportError when a sqlite/file store does not exist
     (opening it would create an empty one)."""
     from mlflow import MlflowClient
 
-    uri = resolve_uri(tracking_uri)
+    uri = tracking_uri(uri)
     missing = f"no MLflow store at {uri} (run a sweep first, or pass --tracking-uri)"
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///") :])
@@ -200,14 +191,14 @@ def _tag(df: pd.DataFrame, name: str) -> pd.Series:
 
 def job_runs(df: pd.DataFrame) -> pd.DataFrame:
     """The training jobs: every run except sweep parent runs."""
-    parent = _tag(df, PARENT_TAG).astype(str).str.lower() == "true"
+    parent = _tag(df, TAG_PARENT).astype(str).str.lower() == "true"
     return df[~parent.to_numpy()]
 
 
 def claim_runs(df: pd.DataFrame, claim_id: str) -> pd.DataFrame:
     """The jobs tagged ``fnnbench.claim = claim_id``."""
     jobs = job_runs(df)
-    return jobs[(_tag(jobs, CLAIM_TAG) == claim_id).to_numpy()]
+    return jobs[(_tag(jobs, TAG_CLAIM) == claim_id).to_numpy()]
 
 
 @dataclass(frozen=True)
@@ -233,7 +224,7 @@ def count_runs(df: pd.DataFrame) -> RunCounts:
     """Counts of ``df`` by status and outcome (see :class:`RunCounts`)."""
     status = df["status"] if "status" in df.columns else pd.Series([], dtype=object)
     finished = (status == "FINISHED").to_numpy()
-    outcome = _tag(df, OUTCOME_TAG)[finished].fillna("missing")
+    outcome = _tag(df, TAG_OUTCOME)[finished].fillna("missing")
     outcomes = {k: int(v) for k, v in outcome.value_counts().items()}
     other = {
         str(k): int(v)

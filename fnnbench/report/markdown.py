@@ -116,9 +116,9 @@ def here_text(result: ClaimResult) -> str:
     parts = []
     for c in prim:
         if c.verdict == NO_DATA:
-            t = f"no data (n = {c.n_a} vs {c.n_b} runs)"
+            t = f"no data (n = {c.a.n} vs {c.b.n} runs)"
         else:
-            t = f"{effect_text(c)}, n = {c.n_a} vs {c.n_b} runs"  # numbers only
+            t = f"{effect_text(c)}, n = {c.a.n} vs {c.b.n} runs"  # numbers only
         if len(prim) > 1:
             t = f"{md_escape(c.label)}: {t}"
         parts.append(t)
@@ -178,7 +178,7 @@ def _pair(a: Any, b: Any) -> str:
 def _tuned(c: ComparisonResult) -> str:
     if not c.tune:
         return "-"
-    return f"{md_escape(c.tune)}: {md_escape(c.tuned_a)} / {md_escape(c.tuned_b)}"
+    return f"{md_escape(c.tune)}: {md_escape(c.a.tuned)} / {md_escape(c.b.tuned)}"
 
 
 def _ids(ids: Sequence[str], k: int = 3) -> str:
@@ -193,22 +193,22 @@ def comparison_table(result: ClaimResult) -> str:
     for c in result.comparisons:
         label = md_escape(c.label) + ("" if c.primary else " (secondary)")
         if c.effect_kind == "rate":
-            centre = f"{fmt_num(c.rate_a)} / {fmt_num(c.rate_b)} (rate)"
+            centre = f"{fmt_num(c.a.rate)} / {fmt_num(c.b.rate)} (rate)"
         else:
-            centre = _pair(c.median_a, c.median_b)
+            centre = _pair(c.a.median, c.b.median)
         rows.append(
             [
                 label,
                 md_escape(c.metric or "-"),
                 effect_text(c),
                 f"**{c.verdict}**",
-                _pair(c.n_a, c.n_b),
+                _pair(c.a.n, c.b.n),
                 centre,
-                _pair(c.censored_a, c.censored_b),
-                _pair(c.failed_a, c.failed_b),
-                _pair(c.diverged_a, c.diverged_b),
+                _pair(c.a.censored, c.b.censored),
+                _pair(c.a.failed, c.b.failed),
+                _pair(c.a.diverged, c.b.diverged),
                 _tuned(c),
-                f"{_ids(c.run_ids_a)} / {_ids(c.run_ids_b)}",
+                f"{_ids(c.a.run_ids)} / {_ids(c.b.run_ids)}",
             ]
         )
     table = md_table(
@@ -234,12 +234,12 @@ def comparison_table(result: ClaimResult) -> str:
         parts.append("Notes:\n\n" + "\n".join(notes))
     ids = []
     for c in result.comparisons:
-        for side, run_ids in (("a", c.run_ids_a), ("b", c.run_ids_b)):
+        for side, run_ids in (("a", c.a.run_ids), ("b", c.b.run_ids)):
             ids.append(
                 f"- {md_escape(c.label)}, arm {side} ({len(run_ids)}): "
                 + (", ".join(md_escape(i) for i in run_ids) or "none")
             )
-    n = sum(len(c.run_ids_a) + len(c.run_ids_b) for c in result.comparisons)
+    n = sum(len(c.a.run_ids) + len(c.b.run_ids) for c in result.comparisons)
     parts.append(
         f"<details><summary>MLflow run ids used ({n})</summary>\n\n"
         + "\n".join(ids)
@@ -359,7 +359,7 @@ def index_page(
                 f"**{e.result.verdict}**",
                 effect or "-",
                 published_text(c, with_text=False),
-                "<br>".join(f"{x.n_a} vs {x.n_b}" for x in prim) or "-",
+                "<br>".join(f"{x.a.n} vs {x.b.n}" for x in prim) or "-",
                 str(e.n_runs),
                 f"[{md_escape(c.id)}]({e.page})",
             ]

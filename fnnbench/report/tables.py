@@ -21,8 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fnnbench.claims import Claim, ClaimResult, arm_values, counting_mask, runs_for_arm
-from fnnbench.claims import wilson_interval as _wilson
+from fnnbench.claims import (
+    Claim,
+    ClaimResult,
+    arm_values,
+    counting_mask,
+    diverged_mask,
+    runs_for_arm,
+    wilson_interval,
+)
 from fnnbench.report.data import hidden_sizes, mean_ci
 
 ALL = "all runs"
@@ -166,7 +173,6 @@ def time_to_target(result: ClaimResult, runs: pd.DataFrame) -> pd.DataFrame:
             if not len(r):
                 continue
             av = arm_values(comp, r)
-            outcome = r.get("tags.fnnbench.outcome", pd.Series(None, index=r.index))
             rows.append(
                 pd.DataFrame(
                     {
@@ -177,7 +183,7 @@ def time_to_target(result: ClaimResult, runs: pd.DataFrame) -> pd.DataFrame:
                         "run_id": r["run_id"].astype(str).to_numpy(),
                         "value": np.asarray(av.values, dtype=float),
                         "censored": np.asarray(av.censored, dtype=bool),
-                        "diverged": (outcome == "diverged").to_numpy(dtype=bool),
+                        "diverged": diverged_mask(r),
                     }
                 )
             )
@@ -243,7 +249,7 @@ def success_rates(result: ClaimResult, runs: pd.DataFrame) -> pd.DataFrame:
                 if lev in rows:
                     continue
                 k, n = int(g.sum()), int(g.size)
-                lo, hi = _wilson(k, n)
+                lo, hi = wilson_interval(k, n)
                 rows[lev] = {"level": lev, "k": k, "n": n, "rate": k / n, "low": lo, "high": hi}
     return pd.DataFrame(list(rows.values()), columns=["level", "k", "n", "rate", "low", "high"])
 

@@ -1,6 +1,6 @@
 """MLflow tracking: one run per job, a parent run per sweep, batched logging, statuses.
 
-Public API (the entry point and the tests use exactly these):
+Public API (the job layer and the tests use exactly these):
 
     uri = tracking.prepare(cfg.tracking)       # resolve URI, create/upgrade store + experiment
     tracking.enabled(cfg)                      # cfg.tracking.enabled (false: no MLflow at all)
@@ -10,29 +10,41 @@ Public API (the entry point and the tests use exactly these):
     tracking.SweepCallback                     # Hydra callback: parent run of a multirun
     tracking.TrackingError                     # one line: the URI and the cause
 
-Modules: `store` (URI, store, experiment), `records` (params, hash, tags), `job` (the run of a
-job), `sweep` (the Hydra callback), `model` (the pyfunc model), `bench` (overhead benchmark).
-MLflow is imported lazily: with tracking disabled nothing of it is loaded.
+Modules: `names` (tag keys, outcomes, default URI, the job summary line), `store` (URI, store,
+experiment), `records` (params, hash, tags), `run` (the run of a job), `sweep` (the Hydra
+callback, parent runs), `model` (the pyfunc model), `fastsql` (bulk metric insert on SQL).
+The names above are loaded on first use (PEP 562), so ``from fnnbench.tracking import names``
+loads neither Hydra nor MLflow; MLflow itself is imported only when a run is opened.
 """
 
-from fnnbench.tracking.job import ENV_PARENT, ENV_SWEEP_KEYS, Job, enabled, job_run, run_name
-from fnnbench.tracking.records import config_hash, flatten
-from fnnbench.tracking.store import ENV_URI, TrackingError, prepare, resolve_uri
-from fnnbench.tracking.sweep import SweepCallback, SweepSummary
+from __future__ import annotations
 
-__all__ = [
-    "ENV_PARENT",
-    "ENV_SWEEP_KEYS",
-    "ENV_URI",
-    "Job",
-    "SweepCallback",
-    "SweepSummary",
-    "TrackingError",
-    "config_hash",
-    "enabled",
-    "flatten",
-    "job_run",
-    "prepare",
-    "resolve_uri",
-    "run_name",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ENV_PARENT": "names", "ENV_SWEEP_KEYS": "names", "ENV_URI": "names",
+    "config_hash": "records", "flatten": "records",
+    "JobRun": "run", "enabled": "run", "job_run": "run", "run_name": "run",
+    "TrackingError": "store", "prepare": "store", "resolve_uri": "store",
+    "SweepCallback": "sweep", "SweepSummary": "sweep",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+_MODULES = ("names", "store", "records", "run", "sweep", "model", "fastsql")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:  # tracking.run, tracking.store, ... as after `import` of them
+        return importlib.import_module(f"fnnbench.tracking.{name}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fnnbench.tracking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fnnbench.tracking.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -17,12 +17,13 @@ import hashlib
 import json
 import platform
 import socket
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+
+from fnnbench.paths import git_commit
+from fnnbench.tracking.names import TAG_GIT_COMMIT, TAG_HOST, TAG_VERSIONS
 
 MAX_PARAM_CHARS = 6000  # MLflow: param values longer than this are rejected or cut
 MAX_TAG_CHARS = 8000  # MLflow: tag value limit
@@ -96,21 +97,6 @@ def config_hash(cfg: DictConfig | Mapping) -> str:
 
 
 @functools.cache
-def git_commit() -> str | None:
-    """`git rev-parse HEAD` of the repository holding this package, or None (cached)."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and len(commit) == 40 else None
-
-
-@functools.cache
 def versions() -> str:
     """'fnnbench=... numpy=... mlflow=... hydra=... python=...' of this process (cached)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -131,8 +117,8 @@ def context_tags() -> dict[str, str]:
     import getpass
 
     tags = {
-        "fnnbench.host": socket.gethostname(),
-        "fnnbench.versions": versions(),
+        TAG_HOST: socket.gethostname(),
+        TAG_VERSIONS: versions(),
         "mlflow.source.type": "LOCAL",
         "mlflow.source.name": "fnnbench",
     }
@@ -141,7 +127,7 @@ def context_tags() -> dict[str, str]:
     except (KeyError, OSError):
         pass
     if commit := git_commit():
-        tags["mlflow.source.git.commit"] = commit
+        tags[TAG_GIT_COMMIT] = commit
     return tags
 
 

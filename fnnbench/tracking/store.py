@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-ENV_URI = "FNNBENCH_TRACKING_URI"  # set by the launching process: the URI every job uses
-DEFAULT_URI = "sqlite:///mlflow.db"
-DEFAULT_EXPERIMENT = "fnnbench"
+from fnnbench.tracking.names import DEFAULT_EXPERIMENT, tracking_uri
+
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 HEALTH_TIMEOUT_S = 5.0  # seconds to wait for GET <server>/health before calling it unreachable
 
@@ -84,9 +83,9 @@ def absolute_uri(uri: str) -> str:
 
 
 def resolve_uri(tracking_cfg: Mapping | None = None) -> str:
-    """tracking.uri, else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (made absolute)."""
-    uri = _get(tracking_cfg, "uri") or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    return absolute_uri(str(uri).strip())
+    """The store a job config writes to: tracking.uri, else MLFLOW_TRACKING_URI, else
+    sqlite:///mlflow.db (:func:`fnnbench.tracking.names.tracking_uri`), made absolute."""
+    return absolute_uri(str(tracking_uri(_get(tracking_cfg, "uri"))).strip())
 
 
 def scheme_of(uri: str) -> str:

@@ -36,9 +36,23 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from fnnbench.tracking import records
-from fnnbench.tracking.job import ENV_PARENT, ENV_SWEEP_KEYS, SKIPPED_TAG, enabled
-from fnnbench.tracking.store import (
+from fnnbench.tracking.names import (
+    DIVERGED,
+    ENV_PARENT,
+    ENV_SWEEP_KEYS,
     ENV_URI,
+    PARENT_COUNTS,
+    TAG_CLAIM,
+    TAG_ERROR,
+    TAG_OUTCOME,
+    TAG_OVERRIDES,
+    TAG_PARENT,
+    TAG_SKIPPED_PREFIX,
+    TAG_SWEEP,
+    count_tag,
+)
+from fnnbench.tracking.run import enabled
+from fnnbench.tracking.store import (
     TrackingError,
     experiment_id,
     experiment_name,
@@ -63,8 +77,7 @@ class SweepSummary:
         return self.n_finished + self.n_failed + self.n_killed + self.n_skipped
 
     def tags(self) -> dict[str, str]:
-        return {f"fnnbench.{k}": str(getattr(self, k)) for k in
-                ("n_jobs", "n_finished", "n_failed", "n_killed", "n_diverged", "n_skipped")}
+        return {count_tag(k): str(getattr(self, k)) for k in PARENT_COUNTS}
 
     def line(self, name: str, parent_run_id: str) -> str:
         return (f"fnnbench: sweep {name}: {self.n_jobs} jobs: {self.n_finished} finished "
@@ -111,13 +124,13 @@ def summarize(client, experiment_id: str, parent_run_id: str) -> SweepSummary:
         for run in page:
             status = run.info.status
             if status in ("RUNNING", "SCHEDULED"):
-                with_retry(client.set_tag, run.info.run_id, "fnnbench.error",
+                with_retry(client.set_tag, run.info.run_id, TAG_ERROR,
                            "the job ended without closing its run")
                 with_retry(client.set_terminated, run.info.run_id, "KILLED")
                 status = "KILLED"
             if status == "FINISHED":
                 summary.n_finished += 1
-                summary.n_diverged += run.data.tags.get("fnnbench.outcome") == "diverged"
+                summary.n_diverged += run.data.tags.get(TAG_OUTCOME) == DIVERGED
             elif status == "FAILED":
                 summary.n_failed += 1
             else:
@@ -126,7 +139,7 @@ def summarize(client, experiment_id: str, parent_run_id: str) -> SweepSummary:
         if not page_token:
             break
     parent = client.get_run(parent_run_id)
-    summary.n_skipped = sum(k.startswith(SKIPPED_TAG) for k in parent.data.tags)
+    summary.n_skipped = sum(k.startswith(TAG_SKIPPED_PREFIX) for k in parent.data.tags)
     summary.status = ("KILLED" if summary.n_killed else
                       "FAILED" if summary.n_failed else "FINISHED")
     return summary
@@ -188,14 +201,14 @@ class SweepCallback(Callback):
         client = MlflowClient(uri)
         info = sweep_info(config)
         tags = records.context_tags()
-        tags.update({"fnnbench.parent": "true",
-                     "fnnbench.overrides": records.clip_tag(" ".join(info["overrides"]))})
+        tags.update({TAG_PARENT: "true",
+                     TAG_OVERRIDES: records.clip_tag(" ".join(info["overrides"]))})
         if info["sweep"]:
-            tags["fnnbench.sweep"] = str(info["sweep"])
+            tags[TAG_SWEEP] = str(info["sweep"])
         if info["claim"]:
-            tags["fnnbench.claim"] = str(info["claim"])
+            tags[TAG_CLAIM] = str(info["claim"])
         if info["n_jobs"] is not None:
-            tags["fnnbench.n_jobs"] = str(info["n_jobs"])
+            tags[count_tag("n_jobs")] = str(info["n_jobs"])
         run = with_retry(client.create_run, exp_id, run_name=info["name"][:250], tags=tags)
         self.uri, self.experiment_id, self.name = uri, exp_id, info["name"]
         self.parent_run_id = run.info.run_id
@@ -251,7 +264,7 @@ class SweepCallback(Callback):
             summary.status = "FAILED"
         tags = [RunTag(k, v) for k, v in summary.tags().items()]
         if ended_early:
-            tags.append(RunTag("fnnbench.error", f"the sweep ended early ({ended_early})"))
+            tags.append(RunTag(TAG_ERROR, f"the sweep ended early ({ended_early})"))
         with_retry(client.log_batch, parent_id, tags=tags)
         with_retry(client.set_terminated, parent_id, summary.status)
         print(summary.line(self.name, parent_id), flush=True)

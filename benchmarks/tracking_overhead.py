@@ -1,6 +1,6 @@
 """Tracking overhead: wall time of the same job with tracking on vs off, in one process.
 
-    python -m fnnbench.tracking.bench [--repeats 5] [overrides ...]
+    python -m benchmarks.tracking_overhead [--repeats 5] [--blas-threads 1] [overrides ...]
 
 Composes the default config (a digits job) plus the overrides, runs one warm-up job each way
 (the one-off costs, importing mlflow and creating the sqlite store, are paid per process,
@@ -8,7 +8,8 @@ not per job), then alternates on/off `repeats` times and prints the medians and 
 (goal: <= 1.10), and the ratio of the fastest runs (less sensitive to a busy machine). The
 store is a fresh sqlite database in a temporary directory. BLAS runs on one thread by
 default (`--blas-threads`): on a shared 2-core machine multithreaded BLAS makes the same
-job vary 5x. `measure_overhead()` returns the numbers for the perf engineer's benchmarks.
+job vary 5x. `measure_overhead()` returns the numbers (tests/test_tracking_cli.py runs it).
+Each job is `fnnbench.job.run_job(cfg)`, what `python -m fnnbench` runs for every job.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def measure_overhead(overrides: Sequence[str] = (), repeats: int = 5,
     """Run the job of `overrides` with tracking off/on, alternating; return the timings."""
     from hydra import compose, initialize_config_dir
 
-    from fnnbench.__main__ import CONF_DIR, train
+    from fnnbench.job import run_job
+    from fnnbench.paths import CONF_DIR
 
     with contextlib.ExitStack() as stack:
         if blas_threads:
@@ -73,7 +75,7 @@ def measure_overhead(overrides: Sequence[str] = (), repeats: int = 5,
             cfg.tracking.enabled = enabled
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                train(cfg)
+                run_job(cfg)
             return time.perf_counter() - t0
 
         job(False)  # warm-up: data loading, numpy, caches
@@ -87,7 +89,9 @@ def measure_overhead(overrides: Sequence[str] = (), repeats: int = 5,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.tracking_overhead", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--repeats", type=int, default=5, help="on/off pairs (default 5)")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads during the measurement (0: leave as is)")

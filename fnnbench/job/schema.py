@@ -19,9 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fnnbench.nn import HIDDEN_ACTIVATIONS, LOSSES
+from fnnbench.nn import HIDDEN_ACTIVATIONS, LOSSES, REGULARIZERS, get_activation
 from fnnbench.nn.init import INITIALIZERS
-from fnnbench.optim import UPDATE_RULES
+from fnnbench.optim import HYPERPARAMETERS, RANGES, UPDATE_RULES, Range
 
 
 class ConfigError(ValueError):
@@ -139,7 +139,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "dtype": choice("float64", "float32"),
     },
     "regularizer": {
-        "name": choice("none", "l2", "l1"),
+        "name": choice(*REGULARIZERS),
         "strength": number(0.0),
     },
 }
@@ -185,16 +185,19 @@ LOSS_KEYS: dict[str, dict[str, Check]] = {
     "square": {"output": choice("linear", "sigmoid", "softmax")},
 }
 
-_unit = number(0.0, 1.0, hi_open=True)
-_eps = number(0.0, lo_open=True)
+
+
+def in_range(r: Range) -> Check:
+    """The check of a number in one of fnnbench.optim's hyperparameter ranges."""
+    return number(r.lo, r.hi, lo_open=r.lo_open, hi_open=r.hi_open)
+
+
+# Hyperparameters of each update rule besides lr, with the ranges fnnbench.optim enforces.
 OPTIMIZER_KEYS: dict[str, dict[str, Check]] = {
-    "plain": {},
-    "momentum": {"momentum": _unit},
-    "nesterov": {"momentum": _unit},
-    "adagrad": {"eps": _eps},
-    "rmsprop": {"rho": _unit, "eps": _eps},
-    "adam": {"beta1": _unit, "beta2": _unit, "eps": _eps},
+    rule: {name: in_range(RANGES[name]) for name in names if name != "lr"}
+    for rule, names in HYPERPARAMETERS.items()
 }
+LR_MAX = 1e6  # above any useful step size: a typo guard on top of optim's lr > 0
 
 TOP_LEVEL = ("dataset", "model", "activation", "loss", "optimizer", "regularizer", "tracking",
              "train", "seed", "claim")
@@ -258,7 +261,7 @@ def validate(cfg: DictConfig) -> None:
     opt = c["optimizer"]
     choice(*sorted(UPDATE_RULES))("optimizer.rule", opt.get("rule"))
     _check_keys("optimizer", opt, {"name": text, "rule": text,
-                                   "lr": number(0.0, 1e6, lo_open=True),
+                                   "lr": number(RANGES["lr"].lo, LR_MAX, lo_open=True),
                                    "batch_size": batch_size, **OPTIMIZER_KEYS[opt["rule"]]})
 
     if c.get("tracking") is not None:
@@ -294,7 +297,8 @@ def check_size(cfg: DictConfig, n_features: int, n_classes: int, n_train: int) -
     """The network fits: at most MAX_PARAMS parameters and MAX_ACTIVATIONS activation values
     in one pass over the training set (a typo like hidden_sizes=[1000000,1000000] is refused
     here instead of exhausting the machine's memory)."""
-    k = int(cfg.activation.get("k", 1)) if cfg.activation.name == "maxout" else 1
+    act = OmegaConf.to_container(cfg.activation, resolve=True)
+    k = get_activation(act.pop("name"), **act).pieces  # inputs per unit (maxout: k)
     n_out = 1 if n_classes == 2 else n_classes
     hidden = [int(w) for w in cfg.model.hidden_sizes]
     sizes = [int(n_features), *hidden, n_out]

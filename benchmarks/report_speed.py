@@ -1,191 +1,33 @@
 """Benchmark the report generator on a large synthetic MLflow store.
 
-    python -m fnnbench.bench_report [--runs 1000] [--epochs 200] [--store DIR] [--out DIR]
+    python -m benchmarks.report_speed [--runs 1000] [--epochs 200] [--store DIR] [--out DIR]
 
-Builds an embedded sqlite store in a temporary folder (or ``--store DIR``, reused when it
-already holds the same size) with ``--runs`` synthetic jobs of ``--epochs`` epochs, logged
-with ``MlflowClient.log_batch`` under the documented MLflow names (docs/internals.md), spread
-over three claims (learning curves + time to target + per-layer heatmaps; dead units vs
-learning rate; success rate with capacity), then times ``python -m fnnbench.report`` on it
-(``build_report``), and prints one table: store size, build time, and the report's phases.
+Run from a checkout (it imports ``tests.fixtures.store``). Builds an embedded sqlite store in a
+temporary folder (or ``--store DIR``, reused when it already has one) with ``--runs``
+synthetic jobs of ``--epochs`` epochs, logged with ``MlflowClient.log_batch`` under the
+documented MLflow names (docs/internals.md), spread over three claims (learning curves + time
+to target + per-layer heatmaps; dead units vs learning rate; success rate with capacity), then
+times ``python -m fnnbench.report`` on it (``build_report``), and prints one table: store size,
+build time, and the report's phases.
 
-The synthetic runs are also what tests/test_report.py logs (:func:`synthetic_run`,
-:func:`log_run`): curves with a known speed per activation, censored runs, diverged runs.
+The synthetic runs are those of tests/test_report.py: :mod:`tests.fixtures.store`
+(``synthetic_run``, ``log_run``, ``log_parent``); :func:`build_store` only decides how many
+of which.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-EPOCH_KEYS = ("train_loss", "train_acc")
-TAU = {"relu": 8.0, "leaky_relu": 9.0, "elu": 9.0, "tanh": 20.0, "sigmoid": 45.0}  # epochs
-SATURATING = {"sigmoid": 0.6, "tanh": 0.35}  # final saturated fraction per hidden layer
-
-
-@dataclass
-class SyntheticRun:
-    """One job as the trainer would log it: params, tags, per-epoch histories, summary."""
-
-    params: dict[str, Any]
-    tags: dict[str, str]
-    history: dict[str, np.ndarray]  # key -> values for epochs 0..epochs_run
-    summary: dict[str, float]
-    status: str = "FINISHED"
-    artifacts: dict[str, Path] = field(default_factory=dict)  # artifact path -> local file
-
-
-def synthetic_run(
-    rng: np.random.Generator,
-    *,
-    claim: str,
-    activation: str = "relu",
-    lr: float = 0.1,
-    seed: int = 0,
-    epochs: int = 50,
-    target: float = 0.1,
-    hidden: tuple[int, ...] = (64, 64),
-    batch_size: int = 32,
-    n_train: int = 400,
-    diagnostics: bool = True,
-    diverge_at: int | None = None,
-    extra_params: dict[str, Any] | None = None,
-) -> SyntheticRun:
-    """A plausible run: train_loss = 0.02 + 0.7 exp(-t / tau) with tau per activation
-    (scaled by 0.1 / lr), multiplicative noise; accuracy from the loss; saturation for
-    sigmoid / tanh; dead units for ReLU growing with the learning rate; layer gradient norms
-    shrinking towards the input for saturating units. ``diverge_at``: the loss explodes to
-    NaN at that epoch and the outcome is ``diverged``."""
-    tau = TAU.get(activation, 15.0) * min(10.0, max(0.2, 0.1 / lr)) * rng.uniform(0.8, 1.25)
-    last = epochs if diverge_at is None else min(diverge_at, epochs)
-    t = np.arange(last + 1, dtype=float)
-    loss = (0.02 + 0.7 * np.exp(-t / tau)) * np.exp(rng.normal(0.0, 0.03, t.size))
-    if diverge_at is not None:
-        loss[-3:] = [1e3, 1e12, np.nan][-min(3, loss.size) :]
-    acc = np.clip(1.0 - loss / 1.4, 0.0, 1.0)
-    history = {"train_loss": loss, "train_acc": acc}
-    n_hidden = len(hidden)
-    sat_final = SATURATING.get(activation, 0.0)
-    dead_final = min(0.9, 0.4 * lr) if activation == "relu" else 0.0
-    if diagnostics and n_hidden:
-        for layer in range(1, n_hidden + 1):
-            s = sat_final * (1 - np.exp(-t / 15.0)) * (1 + 0.1 * layer)
-            history[f"saturated_frac/layer{layer}"] = np.clip(s + rng.normal(0, 0.01, t.size), 0, 1)
-        for layer in range(1, n_hidden + 2):
-            shrink = (1.0 - sat_final) ** (n_hidden + 1 - layer)
-            g = 2.0 * shrink * np.exp(-t / (2 * tau)) + 1e-3
-            history[f"grad_norm/layer{layer}"] = g * np.exp(rng.normal(0, 0.05, t.size))
-    reached = np.flatnonzero(np.isfinite(loss) & (loss <= target))
-    upe = math.ceil(n_train / batch_size)
-    sec_per_epoch = 0.01 * (1.5 if activation in ("sigmoid", "tanh") else 1.0)
-    summary = {
-        "final_train_loss": float(loss[-1]),
-        "final_train_acc": float(acc[-1]),
-        "final_test_acc": float(acc[-1] - abs(rng.normal(0.03, 0.01))),
-        "train_seconds": last * sec_per_epoch,
-        "epochs_run": float(last),
-        "updates_run": float(last * upe),
-    }
-    if n_hidden:
-        summary["final_dead_frac"] = float(np.clip(dead_final + rng.normal(0, 0.02), 0, 1))
-        summary["final_saturated_frac"] = sat_final
-    if diverge_at is not None:
-        outcome = "diverged"
-        for k in ("final_train_loss", "final_train_acc", "final_test_acc", "final_dead_frac"):
-            summary.pop(k, None)
-    elif reached.size:
-        e = int(reached[0])
-        outcome = "reached_target"
-        summary.update(
-            epochs_to_target=float(e),
-            updates_to_target=float(e * upe),
-            examples_to_target=float(e * n_train),
-            seconds_to_target=e * sec_per_epoch,
-        )
-    else:
-        outcome = "max_epochs"
-    params = {
-        "seed": seed,
-        "activation.name": activation,
-        "optimizer.name": "minibatch",
-        "optimizer.rule": "plain",
-        "optimizer.lr": lr,
-        "optimizer.batch_size": batch_size,
-        "model.hidden_sizes": json.dumps(list(hidden)),
-        "model.init": None,
-        "dataset.name": "moons",
-        "loss.name": "cross_entropy",
-        "regularizer.name": "none",
-        "train.epochs": epochs,
-        "train.target": target,
-        "train.target_metric": "train_loss",
-        **(extra_params or {}),
-    }
-    tags = {
-        "fnnbench.claim": claim,
-        "fnnbench.sweep": claim,
-        "fnnbench.outcome": outcome,
-        "fnnbench.overrides": f"activation={activation},optimizer.lr={lr},seed={seed}",
-        "mlflow.source.git.commit": "0123456789abcdef0123456789abcdef01234567",
-        "fnnbench.host": "bench (synthetic)",
-    }
-    return SyntheticRun(params, tags, history, summary)
-
-
-def log_run(client, experiment_id: str, run: SyntheticRun, *, t0_ms: int | None = None) -> str:
-    """Log ``run`` with ``log_batch`` (<= 1000 metrics / 100 params per call); returns the id."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    t0 = int(time.time() * 1000) if t0_ms is None else t0_ms
-    r = client.create_run(experiment_id, tags={k: str(v) for k, v in run.tags.items()})
-    rid = r.info.run_id
-    params = [Param(k, str(v)) for k, v in run.params.items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(rid, params=params[i : i + 100])
-    metrics = [
-        Metric(k, float(v), t0 + step, step)
-        for k, vals in run.history.items()
-        for step, v in enumerate(vals)
-    ]
-    last = max((len(v) for v in run.history.values()), default=1) - 1
-    metrics += [Metric(k, float(v), t0 + last, last) for k, v in run.summary.items()]
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(rid, metrics=metrics[i : i + 1000])
-    for path, local in run.artifacts.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            named = Path(tmp) / os.path.basename(path)  # the artifact keeps the name `path`
-            shutil.copyfile(local, named)
-            client.log_artifact(rid, str(named), artifact_path=os.path.dirname(path) or None)
-    if run.status == "FAILED" and "fnnbench.error" not in run.tags:
-        client.log_batch(rid, tags=[RunTag("fnnbench.error", "synthetic failure")])
-    client.set_terminated(rid, status=run.status)
-    return rid
-
-
-def log_parent(client, experiment_id: str, claim: str, n_jobs: int) -> str:
-    """A sweep parent run as tracking logs it (excluded from the report's counts)."""
-    r = client.create_run(
-        experiment_id,
-        tags={
-            "fnnbench.parent": "true",
-            "fnnbench.claim": claim,
-            "fnnbench.sweep": claim,
-            "fnnbench.n_jobs": str(n_jobs),
-        },
-    )
-    client.set_terminated(r.info.run_id)
-    return r.info.run_id
+from tests.fixtures.store import log_parent, log_run, synthetic_run
 
 
 def _yaml(claim: dict, sweep: dict) -> str:
@@ -314,7 +156,7 @@ def _time(fn, *args, **kw) -> tuple[Any, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m fnnbench.bench_report",
+        prog="python -m benchmarks.report_speed",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -26,13 +26,15 @@ preflight must check exactly what will run.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from fnnbench.config import ConfigError, check_against_data, check_size, validate
+from fnnbench.job.schema import ConfigError, check_against_data, check_size, validate
+from fnnbench.paths import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "activation", "loss", "optimizer", "regularizer", "tracking",
           "sweep")
 # Hydra flags that only print or inspect: nothing runs, nothing to check.
@@ -299,7 +301,8 @@ def _compose(overrides: list[str]) -> DictConfig:
         raise _composition_error(err, overrides) from None
 
 
-def _parse(overrides: list[str]):
+def parse_overrides(overrides: list[str]) -> list:
+    """Hydra's parsed overrides; a malformed one is a one-line ConfigError."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -314,14 +317,21 @@ def _parse(overrides: list[str]):
     return parsed
 
 
-def expand(overrides: list[str], sweeper_params: dict) -> tuple[list[str], list[list[str]]]:
-    """Base overrides (every key at its first value) and the probes (one per swept value)."""
+class Expansion(NamedTuple):
+    base: list[str]  # every key at its first value
+    probes: list[list[str]]  # the base, then one override list per further swept value
+    n_jobs: int  # the product of the swept axes: the jobs Hydra's basic sweeper launches
+
+
+def expand(overrides: list[str], sweeper_params: dict) -> Expansion:
+    """Expand a sweep (``sweeper_params`` first, then the command line, which wins, as in
+    Hydra's basic sweeper) into its probes and its size; ConfigError for a bad override."""
     from hydra.errors import HydraException
 
     params = [f"{k}={v}" for k, v in (sweeper_params or {}).items()]
     axes: dict[str, list[str]] = {}
     n_jobs = 1
-    for o in _parse(params + overrides):
+    for o in parse_overrides(params + overrides):
         check_override(o)
         key = o.get_key_element()
         if o.is_sweep_override():
@@ -337,7 +347,7 @@ def expand(overrides: list[str], sweeper_params: dict) -> tuple[list[str], list[
                 raise ConfigError(f"{o.input_line}: the sweep has no values")
         else:
             axes[key] = [o.input_line]
-        n_jobs *= len(axes[key])
+        n_jobs = math.prod(len(vals) for vals in axes.values())  # a later value of a key wins
         if n_jobs > MAX_JOBS:
             raise ConfigError(f"{o.input_line}: the sweep has more than {MAX_JOBS} jobs; "
                               "split it into smaller sweeps")
@@ -346,7 +356,22 @@ def expand(overrides: list[str], sweeper_params: dict) -> tuple[list[str], list[
     for i, vals in enumerate(axes.values()):
         for v in vals[1:]:
             probes.append(base[:i] + [v] + base[i + 1:])
-    return base, probes
+    return Expansion(base, probes, n_jobs)
+
+
+def sweep_size(overrides: list[str]) -> int:
+    """How many jobs ``python -m fnnbench -m <overrides>`` launches (a claim sweep's own
+    ``hydra.sweeper.params`` included)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        first = [o for o in overrides if o.startswith("sweep=")]
+        cfg = compose("config", overrides=first, return_hydra_config=True)
+        params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {})
+    GlobalHydra.instance().clear()
+    return expand(overrides, params).n_jobs
 
 
 def preflight(args: list[str]) -> list[DictConfig]:
@@ -356,7 +381,7 @@ def preflight(args: list[str]) -> list[DictConfig]:
 
     flags, overrides = split_args(args)
     check_flags(flags)
-    for o in _parse(overrides):
+    for o in parse_overrides(overrides):
         check_override(o)
     if _INSPECT & {f.split("=")[0] for f in flags}:
         return []
@@ -369,13 +394,12 @@ def preflight(args: list[str]) -> list[DictConfig]:
         sweeper_params = OmegaConf.to_container(params) if params is not None else {}
         multirun = "-m" in flags or "--multirun" in flags or str(first.hydra.mode) in (
             "MULTIRUN", "RunMode.MULTIRUN")
-        if not multirun and any(o.is_sweep_override() for o in _parse(overrides)):
+        if not multirun and any(o.is_sweep_override() for o in parse_overrides(overrides)):
             raise ConfigError("a swept value (a,b or range(...)) needs -m / --multirun: "
                               f"{next(o for o in overrides if ',' in o or '(' in o)}")
-        _, probes = expand(overrides, sweeper_params if multirun else {})
+        probes = expand(overrides, sweeper_params if multirun else {}).probes
         check_output_dir(first, multirun)
         sizes: dict[str, tuple[int, int, int]] = {}
-        stores: set[tuple] = set()
         for probe in probes:
             cfg = _compose(probe)
             check_hydra(cfg)
@@ -387,19 +411,16 @@ def preflight(args: list[str]) -> list[DictConfig]:
             n_train, n_features, n_classes = sizes[key]
             check_against_data(job, n_train)
             check_size(job, n_features, n_classes, n_train)
-            t = job.get("tracking")
-            if t is not None and t.get("enabled", True):
-                stores.add((t.get("uri"), t.get("experiment")))
             checked.append(job)
     GlobalHydra.instance().clear()
-    _prepare_stores(checked, stores)
+    _prepare_stores(checked)
     return checked
 
 
 def _first_values(overrides: list[str]) -> list[str]:
     """Every override at its first value, so the base config can be composed."""
     out = []
-    for o in _parse(overrides):
+    for o in parse_overrides(overrides):
         if not o.is_sweep_override():
             out.append(o.input_line)
             continue
@@ -415,13 +436,14 @@ def _data_shape(job: DictConfig) -> tuple[int, int, int]:
     from fnnbench.data import DataError, load_dataset
 
     try:
-        data = load_dataset(job.dataset, seed=0)
+        data = load_dataset(OmegaConf.to_container(job.dataset, resolve=True), seed=0)
     except DataError as err:
         raise ConfigError(str(err)) from None
     return len(data.y_train), data.n_features, data.n_classes
 
 
-def _prepare_stores(jobs: list[DictConfig], stores: set[tuple]) -> None:
+def _prepare_stores(jobs: list[DictConfig]) -> None:
+    """Prepare each (store, experiment) the jobs write to, once, in this process."""
     from fnnbench import tracking
 
     done = set()
@@ -443,6 +465,8 @@ def _tracking_message(t: DictConfig, err) -> str:
     """'<key>=<value>: <cause>', the key being where the store (or experiment) came from."""
     import os
 
+    from fnnbench.tracking.names import ENV_MLFLOW_URI
+
     uri, cause = getattr(err, "uri", None), getattr(err, "cause", None)
     if uri is None or cause is None:
         return str(err)
@@ -450,8 +474,8 @@ def _tracking_message(t: DictConfig, err) -> str:
         return f"tracking.experiment={t.get('experiment')} in {uri}: {cause}"
     if t.get("uri"):
         key = "tracking.uri"
-    elif os.environ.get("MLFLOW_TRACKING_URI"):
-        key = "MLFLOW_TRACKING_URI"
+    elif os.environ.get(ENV_MLFLOW_URI):
+        key = ENV_MLFLOW_URI
     else:
         key = "tracking.uri (default)"
     return f"{key}={uri}: MLflow tracking store: {cause}"

@@ -1,4 +1,4 @@
-"""One MLflow run per training job: `job_run(cfg, overrides, job_name)` and the `Job` callback.
+"""One MLflow run per training job: `job_run(cfg, overrides, job_name)` and the `JobRun` callback.
 
     with job_run(cfg, overrides=["activation=relu", "seed=3"], job_name="activation=relu") as job:
         if job.skipped:                  # identical config already FINISHED (skip_finished)
@@ -35,8 +35,21 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from fnnbench.tracking import records
-from fnnbench.tracking.store import (
+from fnnbench.tracking.names import (
+    ENV_PARENT,
+    ENV_SWEEP_KEYS,
     ENV_URI,
+    TAG_CLAIM,
+    TAG_CONFIG_HASH,
+    TAG_ERROR,
+    TAG_OUTCOME,
+    TAG_OVERRIDES,
+    TAG_PARENT,
+    TAG_SKIPPED_PREFIX,
+    TAG_SWEEP,
+    skipped_line,
+)
+from fnnbench.tracking.store import (
     experiment_id,
     experiment_name,
     prepare,
@@ -44,9 +57,6 @@ from fnnbench.tracking.store import (
     with_retry,
 )
 
-ENV_PARENT = "FNNBENCH_PARENT_RUN_ID"  # parent run of the sweep (set by SweepCallback)
-ENV_SWEEP_KEYS = "FNNBENCH_SWEEP_KEYS"  # comma-separated keys the sweep varies (run names)
-SKIPPED_TAG = "fnnbench.skipped."  # + config hash prefix: parent tag recording a skipped job
 MAX_RUN_NAME = 250
 
 
@@ -92,7 +102,7 @@ def _override_key(override: str) -> str:
     return override.partition("=")[0].lstrip("+~")
 
 
-class Job:
+class JobRun:
     """The MLflow side of one job; also the trainer's callback.
 
     Attributes: `run_id` (None when tracking is disabled or the job was skipped), `skipped`,
@@ -166,7 +176,7 @@ class Job:
             Metric(k, float(v), timestamp, 0)
             for k, v in (getattr(result, "summary", None) or {}).items() if _is_number(v))
         # the last epochs, the summary and the outcome: one log_batch call for short jobs
-        self.flush(tags=[RunTag("fnnbench.outcome", str(getattr(result, "outcome", "unknown")))])
+        self.flush(tags=[RunTag(TAG_OUTCOME, str(getattr(result, "outcome", "unknown")))])
         if self.log_artifacts:
             self._log_artifacts(result)
 
@@ -250,7 +260,7 @@ class Job:
     def _log_error(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         try:
-            with_retry(self.client.set_tag, self.run_id, "fnnbench.error",
+            with_retry(self.client.set_tag, self.run_id, TAG_ERROR,
                        records.clip_tag(message))
             if self.log_artifacts:
                 text = "".join(traceback.format_exception(exc))
@@ -330,29 +340,29 @@ def _skip_lookup(client, exp_id: str, config_hash: str) -> str | None:
     """Run id of a FINISHED, non-parent run with this config hash in the experiment, or None."""
     runs = client.search_runs(
         [exp_id],
-        filter_string=(f"tags.`fnnbench.config_hash` = '{config_hash}' "
+        filter_string=(f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}' "
                        "and attributes.status = 'FINISHED'"),
         max_results=10,
         order_by=["attributes.start_time DESC"],
     )
     for run in runs:
-        if run.data.tags.get("fnnbench.parent") != "true":
+        if run.data.tags.get(TAG_PARENT) != "true":
             return run.info.run_id
     return None
 
 
 @contextlib.contextmanager
 def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
-            job_name: str | None = None) -> Iterator[Job]:
-    """Open the MLflow run of one job (see the module docstring); yields a `Job`.
+            job_name: str | None = None) -> Iterator[JobRun]:
+    """Open the MLflow run of one job (see the module docstring); yields a `JobRun`.
 
     cfg: the job's composed config (needs `tracking`; `claim.id` tags the claim).
     overrides: the job's override strings (default: Hydra's task overrides of this job).
     job_name: the run name (default: the overrides the sweep varies, see `run_name`).
-    With cfg.tracking.enabled false this yields a no-op Job and touches no MLflow code.
+    With cfg.tracking.enabled false this yields a no-op JobRun and touches no MLflow code.
     """
     if not enabled(cfg):
-        yield Job(cfg=cfg)
+        yield JobRun(cfg=cfg)
         return
     from mlflow import MlflowClient
 
@@ -375,30 +385,29 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
     if skip:
         finished = _skip_lookup(client, exp_id, chash)
         if finished is not None:
-            print(f"fnnbench: skipped {name}: identical config already FINISHED "
-                  f"as run {finished} (experiment {exp_id})", flush=True)
+            print(skipped_line(name, finished, exp_id), flush=True)
             if parent_id:
-                with_retry(client.set_tag, parent_id, SKIPPED_TAG + chash[:16], finished)
-            yield Job(uri=uri, experiment_id=exp_id, name=name, cfg=cfg, skipped=True,
+                with_retry(client.set_tag, parent_id, TAG_SKIPPED_PREFIX + chash[:16], finished)
+            yield JobRun(uri=uri, experiment_id=exp_id, name=name, cfg=cfg, skipped=True,
                       finished_run_id=finished)
             return
 
     tags = records.context_tags()
     tags.update({
-        "fnnbench.config_hash": chash,
-        "fnnbench.overrides": records.clip_tag(" ".join(overrides)),
+        TAG_CONFIG_HASH: chash,
+        TAG_OVERRIDES: records.clip_tag(" ".join(overrides)),
     })
     claim_cfg = cfg.get("claim")
     claim = claim_cfg.get("id") if isinstance(claim_cfg, Mapping) else None
     sweep = _sweep_choice(hc)
     if claim:
-        tags["fnnbench.claim"] = str(claim)
+        tags[TAG_CLAIM] = str(claim)
     if sweep:
-        tags["fnnbench.sweep"] = str(sweep)
+        tags[TAG_SWEEP] = str(sweep)
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
-    job = Job(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
+    job = JobRun(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
               artifact_uri=run.info.artifact_uri)
     try:
         _log_params(client, job.run_id, cfg)

@@ -1,0 +1,435 @@
+"""What a claim is: the ``claim`` section of a sweep file, parsed and validated.
+
+A claim lives in ``sweeps/<id>.yaml`` (a Hydra config) under the key ``claim``; see
+docs/internals.md, section "Claims". :func:`load_claim` / :func:`load_claims` read that
+section, :func:`parse_claim` validates it into a :class:`Claim` whose comparisons carry the
+claim's defaults (metric, better, effect, censor, tune, success, where) already filled in.
+Errors are ValueErrors naming the file, the key and the value.
+
+Also the words and constants of the schema: the verdicts (SUPPORTED, REFUTED, INCONCLUSIVE,
+NO DATA), the effect kinds with their null values, ``better`` directions, verdict rules and
+the comparison operators of a success spec.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+SUPPORTED = "SUPPORTED"
+REFUTED = "REFUTED"
+INCONCLUSIVE = "INCONCLUSIVE"
+NO_DATA = "NO DATA"
+VERDICTS = (SUPPORTED, REFUTED, INCONCLUSIVE, NO_DATA)
+
+EFFECTS = ("ratio", "difference", "rate")
+BETTER = ("lower", "higher")
+RULES = ("all", "any")
+NULL = {"ratio": 1.0, "difference": 0.0, "rate": 0.0}
+OPS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+_CLAIM_KEYS = {
+    "id", "title", "statement", "source", "published", "protocol", "factor", "metric",
+    "better", "effect", "censor", "success", "rule", "plots", "comparisons", "tune", "where",
+    "quick",
+}  # fmt: skip
+_COMPARISON_KEYS = {
+    "label", "a", "b", "where", "tune", "primary", "metric", "better", "effect", "censor",
+    "success", "margin",
+}  # fmt: skip
+_INHERITED = ("metric", "better", "effect", "censor", "tune", "success")
+
+
+@dataclass(frozen=True)
+class Published:
+    """The published figure the claim is compared with (``value`` in the effect's unit)."""
+
+    value: float | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Success:
+    """A run succeeds when ``metrics.<metric> <op> value``; a missing metric is a failure."""
+
+    metric: str
+    op: str
+    value: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Boolean success per run for metric values ``x`` (NaN -> False)."""
+        x = np.asarray(x, dtype=float)
+        ok = np.zeros(x.shape, dtype=bool)
+        finite = ~np.isnan(x)
+        ok[finite] = OPS[self.op](x[finite], self.value)
+        return ok
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One arm-vs-arm comparison, with the claim's defaults already filled in.
+
+    ``a`` is the arm the claim says is better; ``a``, ``b`` and ``where`` map param keys
+    (without the ``params.`` prefix) to values. ``censor`` is a param key holding the budget
+    (or ``metrics.<name>``: unreached runs count at the arm's largest value of that metric)
+    (e.g. ``train.epochs``) or a number, or None.
+    """
+
+    label: str
+    a: dict[str, Any]
+    b: dict[str, Any]
+    where: dict[str, Any] = field(default_factory=dict)
+    tune: str | None = None
+    primary: bool = True
+    metric: str | None = None
+    better: str = "lower"
+    effect: str = "ratio"
+    censor: str | float | None = None
+    success: Success | None = None
+    margin: float | None = None  # equivalence: the claim is "no effect beyond +-margin"
+
+    @property
+    def null(self) -> float:
+        return NULL[self.effect]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The ``claim`` section of one sweep file, validated.
+
+    ``sweep_params`` is ``hydra.sweeper.params`` of the same file (for the report's protocol
+    section); ``header`` is the file's leading comment block without the ``#`` (Hydra
+    directives such as ``# @package _global_`` left out).
+    """
+
+    id: str
+    statement: str
+    comparisons: list[Comparison]
+    title: str | None = None
+    source: str | None = None
+    published: Published = field(default_factory=Published)
+    protocol: str | None = None
+    factor: str | None = None
+    metric: str | None = None
+    better: str | None = None
+    effect: str = "ratio"
+    censor: str | float | None = None
+    success: Success | None = None
+    tune: str | None = None
+    where: dict[str, Any] = field(default_factory=dict)
+    rule: str = "all"
+    plots: list[str] = field(default_factory=list)
+    quick: list[str] = field(default_factory=list)  # overrides for `reproduce --quick`
+    sweep_params: dict[str, Any] = field(default_factory=dict)
+    header: str = ""
+    path: Path | None = None
+
+    @property
+    def primary(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.primary]
+
+
+def _fail(where: str, key: str, value: Any, why: str) -> ValueError:
+    return ValueError(f"{where}: claim key {key!r} = {value!r}: {why}")
+
+
+def _read_header(text: str) -> str:
+    """The leading comment block of a yaml file, '#' stripped, Hydra '# @...' lines left out."""
+    lines = []
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            if lines:
+                lines.append("")
+            continue
+        if not s.startswith("#"):
+            break
+        if s.startswith("# @") or s.startswith("#@"):
+            continue
+        s = s[1:]
+        lines.append(s[1:] if s.startswith(" ") else s)
+    return "\n".join(lines).strip("\n")
+
+
+def _check_str(src: str, key: str, value: Any, optional: bool = True) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(src, key, value, "expected a non-empty string")
+    return value
+
+
+def _check_mapping(src: str, key: str, value: Any, allow_empty: bool = True) -> dict:
+    if value is None and allow_empty:
+        return {}
+    if not isinstance(value, Mapping) or (not allow_empty and not value):
+        raise _fail(src, key, value, "expected a mapping of param key -> value")
+    for k in value:
+        if not isinstance(k, str):
+            raise _fail(src, key, value, f"param key {k!r} is not a string")
+    return dict(value)
+
+
+def check_enum(src: str, key: str, value: Any, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``, else a ValueError naming ``src``, ``key`` and the
+    value (e.g. ``test: claim key 'better' = 'smaller': expected one of lower|higher``)."""
+    if value not in allowed:
+        raise _fail(src, key, value, f"expected one of {'|'.join(allowed)}")
+    return value
+
+
+def _check_number(src: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(src, key, value, "expected a number")
+    return float(value)
+
+
+def _parse_success(src: str, key: str, value: Any) -> Success | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail(src, key, value, "expected {metric, op, value}")
+    unknown = set(value) - {"metric", "op", "value"}
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _fail(src, f"{key}.{k}", value[k], "unknown key (allowed: metric, op, value)")
+    for k in ("metric", "op", "value"):
+        if k not in value:
+            raise _fail(src, f"{key}.{k}", None, "missing")
+    metric = _check_str(src, f"{key}.metric", value["metric"], optional=False)
+    op = check_enum(src, f"{key}.op", value["op"], tuple(OPS))
+    return Success(metric, op, _check_number(src, f"{key}.value", value["value"]))
+
+
+def _parse_published(src: str, value: Any) -> Published:
+    if value is None:
+        return Published()
+    if isinstance(value, str):
+        return Published(text=value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Published(value=float(value))
+    if not isinstance(value, Mapping):
+        raise _fail(src, "published", value, "expected {value, text}, a number or a string")
+    unknown = set(value) - {"value", "text"}
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _fail(src, f"published.{k}", value[k], "unknown key (allowed: value, text)")
+    v = value.get("value")
+    return Published(
+        value=None if v is None else _check_number(src, "published.value", v),
+        text=_check_str(src, "published.text", value.get("text")),
+    )
+
+
+def _parse_censor(src: str, key: str, value: Any) -> str | float | None:
+    if value is None or isinstance(value, str) and value.strip():
+        return value
+    return _check_number(src, key, value)
+
+
+def _arm_label(arm: Mapping[str, Any]) -> str:
+    return ",".join(json.dumps(v) if isinstance(v, (list, tuple)) else str(v) for v in arm.values())
+
+
+def _parse_comparison(src: str, i: int, raw: Any, defaults: dict[str, Any]) -> Comparison:
+    key = f"comparisons[{i}]"
+    if not isinstance(raw, Mapping):
+        raise _fail(src, key, raw, "expected a mapping with keys a, b, ...")
+    unknown = set(raw) - _COMPARISON_KEYS
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _fail(src, f"{key}.{k}", raw[k], f"unknown key (allowed: {sorted(_COMPARISON_KEYS)})")
+    for side in ("a", "b"):
+        if side not in raw:
+            raise _fail(src, f"{key}.{side}", None, "missing")
+    a = _check_mapping(src, f"{key}.a", raw["a"], allow_empty=False)
+    b = _check_mapping(src, f"{key}.b", raw["b"], allow_empty=False)
+    where = {**defaults["where"], **_check_mapping(src, f"{key}.where", raw.get("where"))}
+    merged = {k: raw[k] if k in raw else defaults[k] for k in _INHERITED}
+
+    effect = check_enum(src, f"{key}.effect", merged["effect"], EFFECTS)
+    metric = _check_str(src, f"{key}.metric", merged["metric"])
+    success = (
+        _parse_success(src, f"{key}.success", raw["success"])
+        if "success" in raw
+        else merged["success"]
+    )
+    if effect == "rate":
+        if success is None:
+            raise _fail(src, f"{key}.effect", effect, "effect 'rate' needs a 'success' spec")
+        better = merged["better"] or "higher"
+        check_enum(src, f"{key}.better", better, BETTER)
+    else:
+        if metric is None:
+            raise _fail(src, f"{key}.metric", None, f"effect {effect!r} needs a metric")
+        better = check_enum(src, f"{key}.better", merged["better"], BETTER)
+    margin = raw.get("margin")
+    if margin is not None:
+        if effect != "difference":
+            raise _fail(src, f"{key}.margin", margin, "a margin needs effect: difference")
+        margin = _check_number(src, f"{key}.margin", margin)
+        if margin <= 0:
+            raise _fail(src, f"{key}.margin", margin, "must be > 0")
+    primary = raw.get("primary", True)
+    if not isinstance(primary, bool):
+        raise _fail(src, f"{key}.primary", primary, "expected true or false")
+    label = raw.get("label") or f"{_arm_label(a)} vs {_arm_label(b)}"
+    return Comparison(
+        label=_check_str(src, f"{key}.label", label, optional=False),
+        a=a,
+        b=b,
+        where=where,
+        tune=_check_str(src, f"{key}.tune", merged["tune"]),
+        primary=primary,
+        metric=metric,
+        better=better,
+        effect=effect,
+        censor=_parse_censor(src, f"{key}.censor", merged["censor"]),
+        success=success,
+        margin=margin,
+    )
+
+
+def parse_claim(section: Any, src: str = "<claim>", **extra: Any) -> Claim:
+    """Validate a ``claim`` mapping and build a :class:`Claim` (``src`` names it in errors).
+
+    Raises ValueError naming the source, the key and the value: unknown keys, missing
+    id/statement/comparisons, ``better`` not lower|higher, ``effect`` not ratio|difference|rate,
+    rate without a success spec, no primary comparison.
+    """
+    if not isinstance(section, Mapping):
+        raise _fail(src, "claim", section, "expected a mapping")
+    unknown = set(section) - _CLAIM_KEYS
+    if unknown:
+        k = sorted(unknown)[0]
+        raise _fail(src, k, section[k], f"unknown key (allowed: {sorted(_CLAIM_KEYS)})")
+    for k in ("id", "statement", "comparisons"):
+        if section.get(k) in (None, "", []):
+            raise _fail(src, k, section.get(k), "missing")
+    if not isinstance(section["comparisons"], list):
+        raise _fail(src, "comparisons", section["comparisons"], "expected a list")
+    better = section.get("better")
+    if better is not None:
+        check_enum(src, "better", better, BETTER)
+    effect = check_enum(src, "effect", section.get("effect", "ratio"), EFFECTS)
+    rule = check_enum(src, "rule", section.get("rule", "all"), RULES)
+    quick = section.get("quick") or []
+    if not isinstance(quick, list) or not all(isinstance(q, str) and "=" in q for q in quick):
+        raise _fail(src, "quick", quick, "expected a list of Hydra overrides key=value")
+    plots = section.get("plots") or []
+    if not isinstance(plots, list) or not all(isinstance(p, str) for p in plots):
+        raise _fail(src, "plots", plots, "expected a list of plot names")
+    defaults = {
+        "metric": _check_str(src, "metric", section.get("metric")),
+        "better": better,
+        "effect": effect,
+        "censor": _parse_censor(src, "censor", section.get("censor")),
+        "tune": _check_str(src, "tune", section.get("tune")),
+        "success": _parse_success(src, "success", section.get("success")),
+        "where": _check_mapping(src, "where", section.get("where")),
+    }
+    comparisons = [
+        _parse_comparison(src, i, c, defaults) for i, c in enumerate(section["comparisons"])
+    ]
+    if not any(c.primary for c in comparisons):
+        raise _fail(src, "comparisons", "...", "no primary comparison (set primary: true)")
+    return Claim(
+        id=str(_check_str(src, "id", section["id"], optional=False)),
+        statement=str(_check_str(src, "statement", section["statement"], optional=False)),
+        comparisons=comparisons,
+        title=_check_str(src, "title", section.get("title")),
+        source=_check_str(src, "source", section.get("source")),
+        published=_parse_published(src, section.get("published")),
+        protocol=_check_str(src, "protocol", section.get("protocol")),
+        factor=_check_str(src, "factor", section.get("factor")),
+        metric=defaults["metric"],
+        better=better,
+        effect=effect,
+        censor=defaults["censor"],
+        success=defaults["success"],
+        tune=defaults["tune"],
+        where=defaults["where"],
+        rule=rule,
+        plots=list(plots),
+        quick=list(quick),
+        **extra,
+    )
+
+
+def _load(path: Path) -> tuple[dict, str]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid yaml: {e}") from e
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a yaml mapping at the top level")
+    return dict(data), text
+
+
+def _sweep_params(data: Mapping) -> dict[str, Any]:
+    node: Any = data
+    for k in ("hydra", "sweeper", "params"):
+        node = node.get(k) if isinstance(node, Mapping) else None
+    return dict(node) if isinstance(node, Mapping) else {}
+
+
+def load_claim(path: str | Path) -> Claim:
+    """Read and validate the ``claim`` section of one sweep file (ValueError if absent/bad)."""
+    path = Path(path)
+    data, text = _load(path)
+    if "claim" not in data:
+        raise ValueError(f"{path}: no 'claim' section")
+    return parse_claim(
+        data["claim"],
+        src=str(path),
+        sweep_params=_sweep_params(data),
+        header=_read_header(text),
+        path=path,
+    )
+
+
+def load_claims(sweeps_dir: str | Path, ids: Sequence[str] | None = None) -> list[Claim]:
+    """All claims in ``sweeps_dir/*.yaml``, sorted by file name; files without ``claim`` skipped.
+
+    ``ids`` keeps only those claim ids (ValueError naming an id that no file defines).
+    Duplicate ids are a ValueError.
+    """
+    sweeps_dir = Path(sweeps_dir)
+    if not sweeps_dir.is_dir():
+        raise ValueError(f"{sweeps_dir}: not a directory")
+    claims: list[Claim] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(sweeps_dir.glob("*.yaml"), key=lambda p: p.name):
+        data, _ = _load(path)
+        if "claim" not in data:
+            continue
+        claim = load_claim(path)
+        if claim.id in seen:
+            raise ValueError(
+                f"{path}: claim key 'id' = {claim.id!r}: also defined in {seen[claim.id]}"
+            )
+        seen[claim.id] = path
+        claims.append(claim)
+    if ids is not None:
+        missing = [i for i in ids if i not in seen]
+        if missing:
+            raise ValueError(f"{sweeps_dir}: no claim with id {missing[0]!r} (have {sorted(seen)})")
+        claims = [c for c in claims if c.id in set(ids)]
+    return claims

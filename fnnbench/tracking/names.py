@@ -1,0 +1,123 @@
+"""The names fnnbench writes to MLflow and prints, in one place.
+
+Tag keys, the run outcomes, the default store, the environment variables a sweep passes to its
+jobs, and the one-line job summary that a job prints and ``reproduce`` reads back. Everything
+that writes or reads these names imports them from here (docs/internals.md, "MLflow names").
+This module imports nothing heavy: no MLflow, no Hydra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fnnbench.train import CONVERGED, DIVERGED, MAX_EPOCHS, OUTCOMES, REACHED_TARGET
+
+__all__ = [
+    "CONVERGED", "DIVERGED", "MAX_EPOCHS", "OUTCOMES", "REACHED_TARGET",
+]
+
+# ---------------------------------------------------------------- the store
+DEFAULT_URI = "sqlite:///mlflow.db"  # the embedded store in the working directory
+DEFAULT_EXPERIMENT = "fnnbench"
+ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"  # MLflow's own variable: wins over the default
+ENV_URI = "FNNBENCH_TRACKING_URI"  # set by the launching process: the URI every job uses
+ENV_PARENT = "FNNBENCH_PARENT_RUN_ID"  # parent run of the sweep (set by SweepCallback)
+ENV_SWEEP_KEYS = "FNNBENCH_SWEEP_KEYS"  # comma-separated keys the sweep varies (run names)
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """The store to use: ``explicit`` if given, else ``$MLFLOW_TRACKING_URI``, else
+    :data:`DEFAULT_URI` (as written: relative sqlite paths stay relative)."""
+    return explicit or os.environ.get(ENV_MLFLOW_URI) or DEFAULT_URI
+
+
+# ---------------------------------------------------------------- tags
+TAG_OUTCOME = "fnnbench.outcome"  # one of OUTCOMES
+TAG_SWEEP = "fnnbench.sweep"  # the claim sweep's file name (sweep=<id>)
+TAG_CLAIM = "fnnbench.claim"  # the claim id of a claim sweep
+TAG_OVERRIDES = "fnnbench.overrides"  # the job's (or the sweep's) override string
+TAG_CONFIG_HASH = "fnnbench.config_hash"  # sha256 of the resolved config (skip-finished key)
+TAG_ERROR = "fnnbench.error"  # why a run FAILED / was KILLED
+TAG_HOST = "fnnbench.host"
+TAG_VERSIONS = "fnnbench.versions"
+TAG_PARENT = "fnnbench.parent"  # "true" on a sweep's parent run
+TAG_SKIPPED_PREFIX = "fnnbench.skipped."  # + config hash prefix: a parent's record of a skip
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+PARENT_COUNTS = ("n_jobs", "n_finished", "n_failed", "n_killed", "n_diverged", "n_skipped")
+
+
+def count_tag(count: str) -> str:
+    """Tag key of one of a parent run's counts (:data:`PARENT_COUNTS`)."""
+    return f"fnnbench.{count}"
+
+
+def column(tag: str) -> str:
+    """The tag's column in an ``mlflow.search_runs`` DataFrame."""
+    return f"tags.{tag}"
+
+
+# ---------------------------------------------------------------- the job summary line
+SUMMARY_PREFIX = "fnnbench: "
+_NAME_FALLBACK = "job"
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """What one job printed when it ended: ``kind`` is an outcome, ``skipped`` or ``failed``."""
+
+    name: str
+    kind: str
+
+    @property
+    def diverged(self) -> bool:
+        return self.kind == DIVERGED
+
+
+def summary_line(name: str | None, outcome: str, summary: Mapping[str, float]) -> str:
+    """The line a finished job prints: its name, outcome and headline numbers."""
+    ttt = summary.get("epochs_to_target")
+    return (
+        f"{SUMMARY_PREFIX}{name or _NAME_FALLBACK}: {outcome}, "
+        f"epochs={int(summary['epochs_run'])}, "
+        f"train_loss={summary['final_train_loss']:.4g}, "
+        f"train_acc={summary['final_train_acc']:.4f}, "
+        f"test_acc={summary.get('final_test_acc', float('nan')):.4f}, "
+        f"epochs_to_target={'-' if ttt is None else int(ttt)}, "
+        f"train_seconds={summary['train_seconds']:.2f}"
+    )
+
+
+def skipped_line(name: str | None, run_id: str, experiment_id: str) -> str:
+    """The line a job prints when an identical config already has a FINISHED run."""
+    return (f"{SUMMARY_PREFIX}skipped {name or _NAME_FALLBACK}: identical config already "
+            f"FINISHED as run {run_id} (experiment {experiment_id})")
+
+
+def failed_line(name: str | None, err: BaseException) -> str:
+    """The line a failed job of a sweep prints (stderr) before the sweep goes on."""
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"{SUMMARY_PREFIX}job {name or '?'} failed: {type(err).__name__}: {first}"
+
+
+_OUTCOME_RE = "|".join(OUTCOMES)
+_LINE = re.compile(
+    rf"^fnnbench: (?:skipped (?P<skipped>.*?): identical config already FINISHED"
+    rf"|job (?P<failed>.*) failed: "
+    rf"|(?P<name>.*): (?P<outcome>{_OUTCOME_RE}), epochs=)"
+)
+
+
+def parse_job_line(line: str) -> JobLine | None:
+    """The inverse of :func:`summary_line` / :func:`skipped_line` / :func:`failed_line`;
+    None for any other line."""
+    m = _LINE.match(line)
+    if m is None:
+        return None
+    if m["skipped"] is not None:
+        return JobLine(m["skipped"], "skipped")
+    if m["failed"] is not None:
+        return JobLine(m["failed"], "failed")
+    return JobLine(m["name"], m["outcome"])
