@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from fnnbench.paths import file_sha256
 from tests.fixtures.store import log_parent, log_run, synthetic_run
 
 
@@ -110,8 +111,11 @@ def build_store(root: Path, n_runs: int, n_epochs: int, seed: int = 0) -> tuple[
 
     sweeps = root / "sweeps"
     sweeps.mkdir(parents=True, exist_ok=True)
+    digests = {}
     for c in BENCH_CLAIMS:
-        (sweeps / f"{c['id']}.yaml").write_text(_yaml(c, {"seed": "range(0,10)"}))
+        path = sweeps / f"{c['id']}.yaml"
+        path.write_text(_yaml(c, {"seed": "range(0,10)"}))
+        digests[c["id"]] = file_sha256(path)  # the runs are of today's claim file: none stale
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     rng = np.random.default_rng(seed)
@@ -136,8 +140,9 @@ def build_store(root: Path, n_runs: int, n_epochs: int, seed: int = 0) -> tuple[
     for claim, kw in jobs:
         if claim not in exps:
             exps[claim] = client.create_experiment(claim)
-            log_parent(client, exps[claim], claim, sum(1 for c, _ in jobs if c == claim))
-        run = synthetic_run(rng, claim=claim, epochs=n_epochs, **kw)
+            log_parent(client, exps[claim], claim, sum(1 for c, _ in jobs if c == claim),
+                       sweep_sha256=digests[claim])
+        run = synthetic_run(rng, claim=claim, epochs=n_epochs, sweep_sha256=digests[claim], **kw)
         if claim == "bench_width":
             w = run.params["model.hidden_sizes"]
             p = {"[4]": 0.5, "[16]": 0.8, "[64]": 0.95}[w]

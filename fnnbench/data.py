@@ -48,6 +48,9 @@ test_labels     idx                         (required)   [0, 1], other IDX dtype
 max_train       idx                         null         keep a random subset of this many
                                                          examples of the train file (before the
                                                          validation split); null keeps all
+random_labels   digits mnist1d              false        replace the training labels by uniform
+                                                         random classes (Zhang et al. 2017: a
+                                                         memorisation test); val / test keep theirs
 ==============  ==========================  ===========  =========================================
 
 The datasets:
@@ -158,8 +161,10 @@ DATASETS: dict[str, dict[str, Any]] = {
         "test_fraction": 0.15,
         "standardize": True,
     },
-    "digits": {"val_fraction": 0.15, "test_fraction": 0.15, "standardize": False},
-    "mnist1d": {"n_samples": 5000, "val_fraction": 0.15, "standardize": False},
+    "digits": {"val_fraction": 0.15, "test_fraction": 0.15, "standardize": False,
+               "random_labels": False},
+    "mnist1d": {"n_samples": 5000, "val_fraction": 0.15, "standardize": False,
+                "random_labels": False},
     "idx": {
         "train_images": _REQUIRED,
         "train_labels": _REQUIRED,
@@ -241,6 +246,10 @@ def _check_values(name: str, args: dict[str, Any]) -> None:
             v = _number(name, key, args[key])
             if v < 0 or (key != "noise" and v == 0):
                 raise DataError(f"dataset {name!r}: {key} must be > 0, got {v!r}")
+    if "random_labels" in args and not isinstance(args["random_labels"], bool):
+        raise DataError(
+            f"dataset {name!r}: random_labels must be true/false, got {args['random_labels']!r}"
+        )
     if args.get("max_train") is not None:
         m = _number(name, "max_train", args["max_train"], integer=True)
         if m < 2:
@@ -298,6 +307,9 @@ def load_dataset(cfg: Mapping, seed: int) -> Dataset:
 
     Xs = [np.ascontiguousarray(s, dtype=np.float64) for s in splits[0::2]]
     ys = [np.ascontiguousarray(s, dtype=np.int64) for s in splits[1::2]]
+    if args.get("random_labels"):  # drawn last: the splits are those of the true labels
+        ys[0] = rng.integers(0, n_classes, size=len(ys[0])).astype(np.int64)
+        info["random_labels"] = True
     for X_split in Xs:
         _check_finite(name, X_split)
     if args["standardize"]:

@@ -10,6 +10,7 @@ directory and there is no commit to record.
 from __future__ import annotations
 
 import functools
+import hashlib
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -55,3 +56,8 @@ def git_commit() -> str | None:
 def git_dirty() -> bool:
     """True when tracked files of the checkout have uncommitted changes."""
     return bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes (a claim file's version, for provenance)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

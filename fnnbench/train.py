@@ -35,8 +35,16 @@ MAX_EPOCHS = "max_epochs"  # the epoch budget ran out
 CONVERGED = "converged"  # an update's norm fell to converge_tol
 DIVERGED = "diverged"  # a non-finite loss: a valid result, not a crash
 OUTCOMES = (REACHED_TARGET, MAX_EPOCHS, CONVERGED, DIVERGED)
-# A sigmoid / tanh output within this distance of its bound counts as saturated.
+# A sigmoid / tanh output within this distance of its bound counts as saturated (the old
+# measure, saturated_frac: not comparable between sigmoid and tanh, kept for the record).
 SATURATION_MARGIN = 0.02
+# The normalised measure (sat_share): a unit is saturated on an example when its derivative
+# f'(z) is below this share of the activation's largest derivative (sigmoid 0.25, tanh 1), so
+# sigmoid and tanh are judged alike.
+SATURATION_DERIVATIVE_SHARE = 0.1
+# Diagnostics run every epoch up to this epoch (Glorot & Bengio's early-training window);
+# diagnostics_every applies after it. The *_early summaries are over epochs 1..EARLY_EPOCHS.
+EARLY_EPOCHS = 10
 
 
 class Callback(Protocol):
@@ -66,6 +74,7 @@ class TrainSettings:
     stop_at_target: bool = False
     converge_tol: float = 0.0
     diagnostics_every: int = 1
+    target_check_every: int = 0
     eval_test: bool = True
     progress: bool = False
 
@@ -102,6 +111,36 @@ def _evaluate(net: MLP, forward: tuple[list, list], T: np.ndarray,
     return float(net.loss.value(z, T) + penalty(net)), accuracy(net, z, y)
 
 
+_MAX_DERIVATIVE: dict[tuple, float] = {}
+
+
+def max_derivative(act) -> float:
+    """The largest derivative max_z f'(z) of an activation (sigmoid 0.25, tanh 1), found once
+    on a grid over [-20, 20] (the bounded activations peak at 0, which is on the grid)."""
+    key = act.name  # only the bounded activations (no hyperparameters) get here
+    if key not in _MAX_DERIVATIVE:
+        z = np.linspace(-20.0, 20.0, 4001)
+        _MAX_DERIVATIVE[key] = float(np.max(act.df(z)))
+    return _MAX_DERIVATIVE[key]
+
+
+def saturation_share(act, z: np.ndarray) -> float:
+    """Share of (example, unit) pre-activations ``z`` where a saturating activation's derivative
+    is below ``SATURATION_DERIVATIVE_SHARE`` of its maximum; 0 for unbounded activations."""
+    if act.bounds is None or act.pieces != 1:
+        return 0.0
+    return float(np.mean(act.df(z) < SATURATION_DERIVATIVE_SHARE * max_derivative(act)))
+
+
+def dead_z_share(z: np.ndarray, pieces: int = 1) -> float:
+    """Share of units whose pre-activation is < 0 on every example (rows of ``z``), whatever
+    the activation (leaky ReLU / ELU units never reach f'(z) = 0 but can sit at z < 0). With
+    ``pieces`` k > 1 (maxout, columns i*k..i*k+k-1 are unit i) a unit's z is its largest piece."""
+    if pieces > 1:
+        z = z.reshape(z.shape[0], -1, pieces).max(axis=2)
+    return float(np.all(z < 0, axis=0).mean())
+
+
 def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
                       forward: tuple[list, list] | None = None,
                       workspace: Workspace | None = None) -> dict[str, float]:
@@ -114,7 +153,14 @@ def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
       a saturating activation (sigmoid (0, 1), tanh (-1, 1)); 0 for unbounded activations;
     - ``dead_frac/layer{l}``: share of units whose derivative f'(z) is 0 on every training
       example (a dead ReLU: z < 0 everywhere); 0 for activations that cannot die this way
-      (``activation.can_die`` False: PReLU, maxout).
+      (``activation.can_die`` False: PReLU, maxout);
+    - ``sat_share/layer{l}``: share of (example, unit) pairs whose derivative is below a tenth
+      of the activation's largest derivative (:func:`saturation_share`; 0 when unbounded);
+    - ``dead_z/layer{l}``: share of units with z < 0 on every training example, for every
+      activation (:func:`dead_z_share`);
+    - ``grad_attenuation``: log10(||dJ/dtheta^1|| / ||dJ/dtheta^{L-1}||), the first over the top
+      hidden layer's gradient norm (< 0: gradients shrink on their way down); only with >= 2
+      hidden layers and both norms finite and > 0.
 
     ``X`` (converted to the net's dtype) and ``T`` (encoded targets) are not validated.
     ``forward``: the trainer's forward pass ``net.feedforward(X, workspace)`` of this epoch,
@@ -131,6 +177,11 @@ def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
     for l in range(1, net.n_layers + 1):
         sq = sum(float(np.vdot(g, g)) for g in layers[l] if g is not None)
         out[f"grad_norm/layer{l}"] = math.sqrt(sq)
+    top = net.n_layers - 1
+    if top >= 2:
+        g1, gt = out["grad_norm/layer1"], out[f"grad_norm/layer{top}"]
+        if 0 < g1 < math.inf and 0 < gt < math.inf:
+            out["grad_attenuation"] = math.log10(g1 / gt)
     act = net.activation
     for l in range(1, net.n_layers):
         a, z = as_[l], zs[l]
@@ -148,6 +199,48 @@ def layer_diagnostics(net: MLP, X: np.ndarray, T: np.ndarray,
         else:
             dead = np.all(act.df(z) == 0, axis=0)
             out[f"dead_frac/layer{l}"] = float(dead.mean())
+        out[f"sat_share/layer{l}"] = saturation_share(act, z)
+        out[f"dead_z/layer{l}"] = dead_z_share(z, act.pieces)
+    return out
+
+
+# per-layer diagnostic -> the stem of its summaries final_<stem>, mean_<stem>
+_LAYER_SUMMARIES = {"dead_frac": "dead_frac", "saturated_frac": "saturated_frac",
+                    "sat_share": "sat_share", "dead_z": "dead_z_frac"}
+
+
+def diagnostic_summary(history: list[dict[str, float]], n_hidden: int) -> dict[str, float]:
+    """Summary metrics of the per-layer diagnostics of a history (epoch i = ``history[i]``).
+
+    ``final_<m>``: mean over hidden layers at the last diagnosed epoch; ``mean_<m>``: also
+    averaged over the diagnosed epochs (m = dead_frac, saturated_frac, sat_share, dead_z_frac);
+    ``grad_attenuation_early``: mean of ``grad_attenuation`` over epochs 1..EARLY_EPOCHS;
+    ``top_act_mean_min_early``: the smallest mean activation of the top hidden layer over
+    epochs 1..EARLY_EPOCHS; ``sat_share_top_early``: the top hidden layer's mean sat_share over
+    epochs 1..EARLY_EPOCHS. Keys without data are left out.
+    """
+    out: dict[str, float] = {}
+    for kind, stem in _LAYER_SUMMARIES.items():
+        per_epoch = [[v for k, v in h.items() if k.startswith(kind + "/")] for h in history]
+        per_epoch = [vals for vals in per_epoch if vals and all(map(math.isfinite, vals))]
+        if per_epoch:
+            out[f"final_{stem}"] = float(np.mean(per_epoch[-1]))
+            out[f"mean_{stem}"] = float(np.mean([np.mean(v) for v in per_epoch]))
+    early = history[1:EARLY_EPOCHS + 1]
+
+    def early_values(key: str) -> list[float]:
+        return [h[key] for h in early if key in h and math.isfinite(h[key])]
+
+    att = early_values("grad_attenuation")
+    if att:
+        out["grad_attenuation_early"] = float(np.mean(att))
+    if n_hidden >= 1:
+        top_mean = early_values(f"act_mean/layer{n_hidden}")
+        if top_mean:
+            out["top_act_mean_min_early"] = float(np.min(top_mean))
+        top_sat = early_values(f"sat_share/layer{n_hidden}")
+        if top_sat:
+            out["sat_share_top_early"] = float(np.mean(top_sat))
     return out
 
 
@@ -277,6 +370,12 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
     ``reached_target`` (stop_at_target and the target was reached), ``converged`` (an update
     moved theta by at most ``converge_tol``: the lecture's loop condition theta^{i+1} ==
     theta^i), ``diverged`` (a non-finite loss: a valid result, not a crash), else ``max_epochs``.
+
+    Time to target: the target is checked at every epoch end and, with
+    ``settings.target_check_every`` k > 0, also every k updates (a pass over the training set
+    outside the clock, only until the target is first reached), so ``epochs_to_target`` =
+    updates to target / updates per epoch can be fractional. The epoch is always trained to its
+    end (``stop_at_target`` stops after it).
     """
     callbacks = list(callbacks)
     dtype = net.theta.dtype
@@ -308,7 +407,51 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
     history: list[dict[str, float]] = []
     summary: dict[str, float] = {}
     updates = 0
+    examples = 0
     clock = 0.0
+    per_epoch = len(epoch_batches)
+    check_every = settings.target_check_every if settings.target is not None else 0
+
+    def mark_target(epoch: float, upd: int, seen: int, seconds: float) -> None:
+        summary["epochs_to_target"] = float(epoch)
+        summary["updates_to_target"] = float(upd)
+        summary["examples_to_target"] = float(seen)
+        summary["seconds_to_target"] = seconds
+
+    def check_target() -> bool:
+        """The target on the whole training set between two updates (target_check_every)."""
+        with _blas_threads(eval_threads):
+            loss, acc = _evaluate(net, net.feedforward(X, eval_ws), T, y)
+        if _reached(settings, loss, acc):
+            mark_target(updates / per_epoch, updates, examples, clock)
+            return True
+        return False
+
+    def run_epoch() -> tuple[int, str]:
+        """One epoch of updates; with target_check_every k (and the target not reached yet)
+        in chunks that end every k updates, the target checked after each chunk."""
+        nonlocal updates, examples, clock
+        cuts = [0]
+        if check_every and not full_batch and "epochs_to_target" not in summary:
+            first = check_every - updates % check_every
+            cuts += list(range(first, per_epoch, check_every))
+        cuts.append(per_epoch)
+        done_all, stop = 0, ""
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=False):
+            if hi <= lo:
+                continue
+            chunk = epoch_batches[lo:hi]
+            t0 = time.perf_counter()
+            done, stop = train_epoch(net, opt, chunk, grad, prev, settings.converge_tol)
+            clock += time.perf_counter() - t0
+            updates += done
+            done_all += done
+            examples += sum(b[0].shape[0] for b in chunk[:done])
+            if stop or hi == per_epoch:
+                break
+            if "epochs_to_target" not in summary:
+                check_target()  # reached or not, the epoch is trained to its end
+        return done_all, stop
     outcome = MAX_EPOCHS
 
     def measure(epoch: int) -> dict[str, float]:
@@ -322,7 +465,8 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
                 continue
             m[f"{name}_loss"], m[f"{name}_acc"] = evaluate(net, Xe, Te, ye)
         every = settings.diagnostics_every
-        if every and epoch % every == 0 and all(math.isfinite(v) for v in m.values()):
+        due = every and (epoch <= EARLY_EPOCHS or epoch % every == 0)
+        if due and all(math.isfinite(v) for v in m.values()):
             m.update(layer_diagnostics(net, X, T, forward=forward, workspace=eval_ws))
         return m
 
@@ -336,10 +480,7 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
         history.append(m)
         if "epochs_to_target" not in summary and _reached(settings, m["train_loss"],
                                                             m["train_acc"]):
-            summary["epochs_to_target"] = float(epoch)
-            summary["updates_to_target"] = float(updates)
-            summary["examples_to_target"] = float(epoch * n)
-            summary["seconds_to_target"] = clock
+            mark_target(epoch, updates, examples, clock)
         for cb in callbacks:
             cb.on_epoch_end(epoch, m)
         return m
@@ -363,10 +504,7 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
                 perm = rng.permutation(n)
                 np.take(X, perm, axis=0, out=Xs)
                 np.take(T, perm, axis=0, out=Ts)
-            t0 = time.perf_counter()
-            done, stop = train_epoch(net, opt, epoch_batches, grad, prev, settings.converge_tol)
-            clock += time.perf_counter() - t0
-            updates += done
+            done, stop = run_epoch()
             if stop:
                 outcome = stop
             m = record(epoch)
@@ -388,7 +526,10 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
         "train_seconds": clock,
         "epochs_run": float(epoch),
         "updates_run": float(updates),
+        "examples_run": float(examples),
     })
+    if examples:
+        summary["seconds_per_example"] = clock / examples
     for name in encoded:
         if f"{name}_loss" not in last and math.isfinite(last["train_loss"]):
             with _blas_threads(eval_threads):
@@ -396,13 +537,7 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
         if f"{name}_acc" in last:
             summary[f"final_{name}_loss"] = last[f"{name}_loss"]
             summary[f"final_{name}_acc"] = last[f"{name}_acc"]
-    for kind in ("dead_frac", "saturated_frac"):
-        # final_*: mean over hidden layers at the last diagnosed epoch; mean_*: also over epochs
-        per_epoch = [[v for k, v in h.items() if k.startswith(kind + "/")] for h in history]
-        per_epoch = [vals for vals in per_epoch if vals and all(map(math.isfinite, vals))]
-        if per_epoch:
-            summary[f"final_{kind}"] = float(np.mean(per_epoch[-1]))
-            summary[f"mean_{kind}"] = float(np.mean([np.mean(v) for v in per_epoch]))
+    summary.update(diagnostic_summary(history, net.n_layers - 1))
     result = TrainResult(history=history, summary=summary, outcome=outcome, net=net)
     for cb in callbacks:
         cb.on_train_end(result)

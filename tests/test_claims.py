@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from fnnbench.claims import (
+    EQUIVALENT,
     INCONCLUSIVE,
     NO_DATA,
+    PARTLY_SUPPORTED,
     REFUTED,
     SUPPORTED,
     ArmSummary,
@@ -213,9 +215,13 @@ def test_censor_values_counts_at_budget_never_drops():
 def test_combine_verdicts_rules():
     S, R, I, N = SUPPORTED, REFUTED, INCONCLUSIVE, NO_DATA  # noqa: N806
     assert combine_verdicts([S, S]) == S
-    assert combine_verdicts([S, R]) == R
-    assert combine_verdicts([S, I]) == I
-    assert combine_verdicts([S, N]) == I
+    # parts are named, never hidden: one SUPPORTED part makes the claim partly supported
+    assert combine_verdicts([S, R]) == PARTLY_SUPPORTED
+    assert combine_verdicts([S, I]) == PARTLY_SUPPORTED
+    assert combine_verdicts([S, N]) == PARTLY_SUPPORTED
+    assert combine_verdicts([R, I]) == R
+    assert combine_verdicts([EQUIVALENT, EQUIVALENT]) == EQUIVALENT
+    assert combine_verdicts([EQUIVALENT, I]) == I
     assert combine_verdicts([N, N]) == N
     assert combine_verdicts([R, N]) == R
     assert combine_verdicts([S, R], "any") == S
@@ -267,8 +273,9 @@ def test_clear_effect_supported():
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.a.n = 0  # type: ignore[misc]
     line = res.summary_line()
-    assert line.startswith("SUPPORTED: relu vs sigmoid ")
-    assert "(n=10 vs 10); paper: 6x" in line
+    assert line.startswith("SUPPORTED: relu vs sigmoid SUPPORTED (")
+    assert c.published == 6.0 and c.published_in_ci is (c.ci_low <= 6.0 <= c.ci_high)
+    assert "published 6x " in line
 
 
 def test_reversed_effect_refuted():
@@ -396,7 +403,7 @@ def test_no_data_cases():
     assert res.verdict == NO_DATA and c.verdict == NO_DATA
     assert (c.a.n, c.b.n) == (10, 0)
     assert "arm b" in c.note
-    assert res.summary_line().startswith("NO DATA: relu vs sigmoid (n=10 vs 0)")
+    assert res.summary_line() == "NO DATA: relu vs sigmoid NO DATA"
     # a where key that is not a column
     res = judge_claim(claim(comparison={"where": {"optimizer.momentum": 0.9}}), runs)
     assert res.verdict == NO_DATA
@@ -531,7 +538,10 @@ def test_rule_any_and_non_primary():
     all_ = judge_claim(claim(comparisons=[dict(c) for c in comps]), runs)
     assert [c.verdict for c in all_.comparisons] == [SUPPORTED, INCONCLUSIVE, REFUTED]
     assert all_.comparisons[1].label == "relu vs tanh"  # default label from the arms
-    assert all_.verdict == INCONCLUSIVE  # the REFUTED one is not primary
+    # one primary part SUPPORTED, one INCONCLUSIVE; the REFUTED one is not primary
+    assert all_.verdict == PARTLY_SUPPORTED
+    assert "relu vs sigmoid SUPPORTED" in all_.summary_line()
+    assert "relu vs tanh INCONCLUSIVE" in all_.summary_line()
     any_ = judge_claim(claim(comparisons=[dict(c) for c in comps], rule="any"), runs)
     assert any_.verdict == SUPPORTED
     assert "relu vs tanh" in any_.summary_line() and "sigmoid vs relu" not in any_.summary_line()
@@ -736,16 +746,25 @@ def _acc_runs(mean_a: float, mean_b: float, sd: float = 0.003) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("mean_a", "mean_b", "verdict"),
     [
-        (0.850, 0.850, SUPPORTED),  # no difference: CI inside +-0.02
+        (0.850, 0.850, EQUIVALENT),  # no difference: 90% CI inside +-0.02
         (0.950, 0.850, REFUTED),  # a clear difference of 0.10: CI entirely beyond the margin
         (0.870, 0.850, INCONCLUSIVE),  # difference right at the margin: CI straddles it
     ],
 )
 def test_equivalence_margin(mean_a, mean_b, verdict):
-    cl = claim(metric="final_test_acc", better="higher", effect="difference", censor=None,
-               comparison={"margin": 0.02})
-    c = judge_claim(cl, _acc_runs(mean_a, mean_b)).comparisons[0]
+    cl = claim(
+        metric="final_test_acc",
+        better="higher",
+        effect="difference",
+        censor=None,
+        comparison={"margin": 0.02},
+    )
+    res = judge_claim(cl, _acc_runs(mean_a, mean_b))
+    c = res.comparisons[0]
     assert c.verdict == verdict, (c.effect, c.ci_low, c.ci_high)
+    # a margin keeps its meaning: the claim is "no effect", so EQUIVALENT supports it
+    assert c.expect == "equivalent"
+    assert res.verdict == {EQUIVALENT: SUPPORTED}.get(verdict, verdict)
 
 
 def test_margin_needs_difference_and_quick_is_a_list_of_overrides():
@@ -762,8 +781,12 @@ def test_censor_at_a_per_run_metric():
     cl = claim(censor="metrics.train_seconds")
     c = judge_claim(cl, runs).comparisons[0]
     assert (c.a.n, c.b.n, c.a.censored, c.b.censored) == (3, 3, 1, 2)
-    # unreached runs count as the slowest run of their arm: relu [1, 2, 3.5], sigmoid [5, 9, 9]
-    assert c.a.median == 2.0 and c.b.median == 9.0
+    # one budget for the comparison, the largest train_seconds of either arm (never an arm's
+    # own slowest run): relu [1, 2, 9], sigmoid [5, 9, 9]
+    assert c.budget == 9.0
+    assert c.a.median == 2.0 and c.a.mean == 4.0 and c.b.median == 9.0
+    # sigmoid is censored in 2 of 3 runs: its median is a budget, the ratio only a bound
+    assert c.bound == ">=" and c.effect_text().startswith(">= ")
 
 
 def test_tune_prefers_the_lr_that_reaches_the_target():
@@ -772,7 +795,8 @@ def test_tune_prefers_the_lr_that_reaches_the_target():
     rows += [run_row(f"s{i}", "relu", i, 5.0 + i, lr=0.1) for i in range(4)]
     rows += [run_row(f"t{i}", "sigmoid", i, 20.0 + i, lr=0.1) for i in range(4)]
     runs = pd.DataFrame(rows)
-    runs["metrics.train_seconds"] = [0.01] * 4 + [1.0] * 8
-    cl = claim(censor="metrics.train_seconds", tune="optimizer.lr")
+    runs["metrics.train_seconds"] = [0.01] * 4 + [30.0] * 8
+    runs["metrics.seconds_to_target"] = runs.pop("metrics.epochs_to_target")
+    cl = claim(metric="seconds_to_target", censor="metrics.train_seconds", tune="optimizer.lr")
     c = judge_claim(cl, runs).comparisons[0]
     assert c.a.tuned == 0.1

@@ -17,7 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fnnbench.claims import NO_DATA, SUPPORTED, judge_claim, load_claims
+from fnnbench.claims import (
+    CLAIM_VERDICTS,
+    NO_DATA,
+    SUPPORTED,
+    VERDICTS,
+    judge_claim,
+    load_claims,
+)
+from fnnbench.paths import file_sha256
 from fnnbench.report.__main__ import main as report_main
 from fnnbench.report.data import (
     cast_params,
@@ -477,11 +485,32 @@ def store(tmp_path_factory):
             jobs["xor"].append(run)
     ids = {}
     for claim, runs in jobs.items():
+        sha = file_sha256(sweeps / f"{claim}.yaml")
+        for r in runs:  # made with today's claim file (the provenance tag)
+            r.tags["fnnbench.sweep_sha256"] = sha
         eid = _experiment(client, claim)
-        log_parent(client, eid, claim, len(runs))
+        log_parent(client, eid, claim, len(runs), sweep_sha256=sha)
         ids[claim] = [log_run(client, eid, r) for r in runs]
+    # stale: made with an older claim file, and before provenance tags; never judged
+    eid = _experiment(client, "speed")
+    old = synthetic_run(
+        rng,
+        claim="speed",
+        activation="sigmoid",
+        lr=0.1,
+        seed=20,
+        epochs=BUDGET,
+        sweep_sha256="0" * 64,
+    )
+    ids["stale"] = [log_run(client, eid, old)]
+    untagged = synthetic_run(
+        rng, claim="speed", activation="sigmoid", lr=0.1, seed=21, epochs=BUDGET
+    )
+    ids["stale"].append(log_run(client, eid, untagged))
     _experiment(client, "nodata")
-    return {"uri": uri, "sweeps": sweeps, "root": root, "ids": ids, "n_jobs": 16 + 2 + 6 + 12}
+    return {
+        "uri": uri, "sweeps": sweeps, "root": root, "ids": ids, "n_jobs": 16 + 2 + 6 + 12 + 2
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -515,9 +544,13 @@ def test_verdict_line_comes_first_then_the_table(report):
     for cid in ("speed", "dead", "xor", "nodata"):
         lines = [ln for ln in report["pages"][cid].splitlines() if ln.strip()]
         assert lines[0].startswith("# ")
-        assert re.match(r"\*\*(SUPPORTED|REFUTED|INCONCLUSIVE|NO DATA)\*\* · ", lines[1]), lines[1]
+        assert re.match(rf"\*\*({'|'.join(CLAIM_VERDICTS)})\*\* · ", lines[1]), lines[1]
     speed = report["pages"]["speed"]
-    assert speed.splitlines()[2].startswith("**SUPPORTED** · paper: 6x (6x fewer epochs); here: ")
+    # the claim word, then each primary comparison with its own verdict, then the paper
+    first = speed.splitlines()[2]
+    assert first.startswith("**SUPPORTED** · relu vs sigmoid, lr tuned SUPPORTED (")
+    assert first.endswith("; paper: 6x (6x fewer epochs).")
+    assert "at lr 0.5" not in first  # exploratory comparisons never decide
     assert "| comparison (a vs b) | metric | effect [95% CI] |" in speed
     assert "<details><summary>MLflow run ids used" in speed
     assert "python -m fnnbench sweep=speed" in speed
@@ -527,8 +560,11 @@ def test_verdict_line_comes_first_then_the_table(report):
 def test_verdicts_are_those_of_fnnbench_claims(store, report):
     client = connect(store["uri"])
     runs = load_runs(client, [e.experiment_id for e in find_experiments(client)])
+    from fnnbench.report.build import split_stale
+
     for claim in load_claims(store["sweeps"]):
-        want = judge_claim(claim, claim_runs(runs, claim.id), seed=0).verdict
+        current, _ = split_stale(claim_runs(runs, claim.id), claim.sha256)
+        want = judge_claim(claim, current, seed=0).verdict
         assert report["summary"].verdicts[claim.id] == want
     # the synthetic data has a known answer: tau(relu) = 8 epochs vs tau(sigmoid) = 45
     assert report["summary"].verdicts["speed"] == SUPPORTED
@@ -577,9 +613,10 @@ def test_failed_diverged_and_censored_runs_are_counted(store, report):
     # the secondary comparison at lr 0.5 holds the diverged sigmoid run and the failed relu run
     row = next(ln for ln in speed.splitlines() if ln.startswith("| relu vs sigmoid at lr 0.5"))
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
-    assert cells[4] == "4 / 5"  # n a / b
-    assert cells[7] == "1 / 0"  # failed a / b
-    assert cells[8] == "0 / 1"  # diverged a / b
+    assert cells[0] == "relu vs sigmoid at lr 0.5 (exploratory)"
+    assert cells[5] == "4 / 5"  # n a / b
+    assert cells[9] == "1 / 0"  # failed a / b
+    assert cells[10] == "0 / 1"  # diverged a / b
     assert "diverged runs are left out of the curves" in speed
 
 
@@ -694,9 +731,15 @@ def test_a_figure_that_fails_is_named_on_the_page_not_fatal(store, tmp_path, mon
 def test_runs_table_counts_and_layout(store):
     client = connect(store["uri"])
     runs = load_runs(client, [e.experiment_id for e in find_experiments(client)])
-    speed = claim_runs(runs, "speed")
+    from fnnbench.report.build import split_stale
+
+    tagged = claim_runs(runs, "speed")
+    assert count_runs(tagged).total == 20  # 2 of them stale
+    (claim,) = load_claims(store["sweeps"], ["speed"])
+    speed, stale = split_stale(tagged, claim.sha256)
     c = count_runs(speed)
     assert (c.total, c.finished, c.failed, c.diverged) == (18, 17, 1, 1)
+    assert sorted(rid for rid, _ in stale) == sorted(store["ids"]["stale"])
     assert isinstance(speed["params.seed"].iloc[0], int)
     assert set(speed["params.model.hidden_sizes"]) == {json.dumps([64, 64])}
 
@@ -823,7 +866,8 @@ def test_report_from_a_short_real_sweep(tmp_path):
     assert summary.n_runs == 6 and summary.n_failed == 0
     page = (out / "xor_single_neuron.md").read_text()
     first = [ln for ln in page.splitlines() if ln.strip()][1]
-    assert re.match(r"\*\*(SUPPORTED|REFUTED|INCONCLUSIVE|NO DATA)\*\* · paper: ", first)
+    assert re.match(rf"\*\*({'|'.join(CLAIM_VERDICTS)})\*\* · ", first), first
+    assert "; paper: " in first
     for rel in (
         "img/xor_single_neuron-success_rate.png",
         "img/xor_single_neuron-decision_boundary.png",
@@ -832,3 +876,176 @@ def test_report_from_a_short_real_sweep(tmp_path):
         assert rel in _images(page)
         assert (out / rel).read_bytes()[:8] == PNG_MAGIC
     assert "points: its training split" in page  # the data was rebuilt from the logged config
+
+
+# ------------------------------------------------------------------ verdicts.json, README
+
+VERDICT_KEYS = {
+    "claim", "comparison", "primary", "metric", "effect", "ci", "bound", "verdict", "n",
+    "published", "published_in_ci", "claim_verdict", "sweep_sha256",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_verdicts_json_has_one_object_per_comparison(store, report):
+    rows = json.loads((report["out"] / "verdicts.json").read_text())
+    assert report["summary"].verdicts_json == report["out"] / "verdicts.json"
+    assert all(set(r) == VERDICT_KEYS for r in rows)
+    n_comparisons = sum(len(c.comparisons) for c in load_claims(store["sweeps"]))
+    assert len(rows) == n_comparisons
+    speed = [r for r in rows if r["claim"] == "speed"]
+    assert [r["primary"] for r in speed] == [True, False]
+    tuned = speed[0]
+    assert tuned["verdict"] in VERDICTS and tuned["claim_verdict"] == SUPPORTED
+    assert tuned["metric"] == "epochs_to_target" and tuned["bound"] is None
+    assert tuned["ci"][0] <= tuned["effect"] <= tuned["ci"][1]
+    assert tuned["published"] == 6.0
+    assert tuned["published_in_ci"] is (tuned["ci"][0] <= 6.0 <= tuned["ci"][1])
+    assert tuned["sweep_sha256"] == file_sha256(store["sweeps"] / "speed.yaml")
+    nodata = next(r for r in rows if r["claim"] == "nodata")
+    assert (nodata["verdict"], nodata["effect"], nodata["ci"], nodata["n"]) == (
+        NO_DATA,
+        None,
+        None,
+        [0, 0],
+    )
+
+
+@pytest.mark.slow
+def test_stale_runs_are_listed_not_used(store, report):
+    speed = report["pages"]["speed"]
+    assert "Stale runs, not used: 2 runs" in speed
+    assert "1 made before provenance tags" in speed
+    assert "1 made with another version of the claim file (sha256 000000000000)" in speed
+    for rid in store["ids"]["stale"]:
+        assert f"- {rid}: " in speed
+        assert rid not in speed.split("Stale runs")[0]  # used by no comparison
+    assert "(2 stale)" in report["pages"]["README"]
+
+
+@pytest.mark.slow
+def test_pages_show_cost_tuning_reach_and_kaplan_meier(report):
+    speed = report["pages"]["speed"]
+    assert re.search(r"Cost: 18 jobs, [0-9.]+ minutes of run time", speed)
+    assert "wall time of the sweep" in speed
+    assert "repeated inside every bootstrap resample" in speed  # no tune_seeds
+    assert "reached target a / b" in speed
+    assert "img/speed-kaplan_meier.png" in _images(speed)
+    assert "(exploratory: never decides the claim)" in speed
+    index = report["pages"]["README"]
+    assert "| claim | verdict | comparison | comparison verdict |" in index
+    assert "relu vs sigmoid at lr 0.5" not in index  # one row per primary comparison
+
+
+def test_claim_page_renders_differs_and_grid_edges():
+    from fnnbench.claims import parse_claim
+    from fnnbench.report import markdown as md
+
+    claim = parse_claim(
+        {
+            "id": "c",
+            "statement": "s",
+            "metric": "epochs_to_target",
+            "better": "lower",
+            "censor": "train.epochs",
+            "tune_seeds": 2,
+            "differs": "The paper used a CNN on CIFAR-10 | here an MLP.",
+            "comparisons": [
+                {
+                    "a": {"activation.name": "relu"},
+                    "b": {"activation.name": "tanh"},
+                    "tune": "optimizer.lr",
+                }
+            ],
+        },
+        src="t",
+    )
+    rows = [
+        {"run_id": f"{act}-{lr}-{seed}", "status": "FINISHED", "params.activation.name": act,
+         "params.optimizer.lr": lr, "params.seed": seed, "params.train.epochs": 100,
+         "metrics.epochs_to_target": base / lr ** 0.5 + seed * 0.1,
+         "tags.fnnbench.outcome": "reached_target"}
+        for act, base in (("relu", 3.0), ("tanh", 6.0))
+        for lr in (0.01, 0.1, 1.0)
+        for seed in range(6)
+    ]  # fmt: skip
+    result = judge_claim(claim, pd.DataFrame(rows))
+    text = md.comparison_table(result)
+    assert "Tuning (held out): per arm, runs with seed < 2 choose" in text
+    assert "Grid-edge optima" in text and "optimizer.lr = 1.0 is at the edge" in text
+    counts = count_runs(pd.DataFrame(rows))
+    page = md.claim_page(md.ClaimPage(result=result, store="s", counts=counts))
+    assert "## Why the result may differ from the paper" in page
+    assert "CNN on CIFAR-10 \\| here an MLP." in page
+
+
+def test_readme_block_is_rewritten_between_the_markers(tmp_path):
+    from fnnbench.claims import parse_claim
+    from fnnbench.report import markdown as md
+    from fnnbench.report.build import write_readme
+
+    claim = parse_claim(
+        {"id": "c", "statement": "s", "metric": "m", "better": "lower",
+         "comparisons": [{"label": "x vs y", "a": {"k": 1}, "b": {"k": 2}, "published": 6},
+                         {"a": {"k": 1}, "b": {"k": 3}, "primary": False}]},
+        src="t",
+    )  # fmt: skip
+    rows = [
+        {"run_id": f"r{k}-{i}", "status": "FINISHED", "params.k": k, "params.seed": i,
+         "metrics.m": (10.0 if k == 1 else 30.0) + i, "tags.fnnbench.outcome": "reached_target"}
+        for k in (1, 2, 3)
+        for i in range(8)
+    ]  # fmt: skip
+    result = judge_claim(claim, pd.DataFrame(rows))
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# x\n\n## The claims\n\n{md.README_START}\n| old | table |\n{md.README_END}\n\nafter\n"
+    )
+    write_readme(readme, [result])
+    text = readme.read_text()
+    assert "| old | table |" not in text and text.endswith("\nafter\n")
+    block = text.split(md.README_START)[1].split(md.README_END)[0]
+    lines = [ln for ln in block.splitlines() if ln.startswith("| ")]
+    assert lines[0].startswith("| claim | verdict | comparison | comparison verdict |")
+    assert len(lines) == 3  # header, rule, one primary comparison
+    assert lines[2].startswith("| c | SUPPORTED | x vs y | SUPPORTED | ")
+    assert "6x (outside the CI)" in lines[2]
+    write_readme(readme, [result])  # idempotent
+    assert readme.read_text() == text
+    bad = tmp_path / "NOMARKERS.md"
+    bad.write_text("# no block\n")
+    with pytest.raises(ValueError, match="NOMARKERS.md: no <!-- verdicts:start -->"):
+        write_readme(bad, [result])
+
+
+def test_cli_readme_without_markers_fails_before_reading_the_store(tmp_path, capsys):
+    bad = tmp_path / "README.md"
+    bad.write_text("# no block\n")
+    code = report_main(
+        [
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'none.db'}",
+            "--readme",
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 2
+    assert "no <!-- verdicts:start -->" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_readme_option_rewrites_the_block(store, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n\n<!-- verdicts:start -->\nhand-made\n<!-- verdicts:end -->\n")
+    args = ["--tracking-uri", store["uri"], "--claims", "xor", "--sweeps-dir", str(store["sweeps"])]
+    code = report_main([*args, "--out", str(tmp_path / "out"), "--readme", str(readme)])
+    assert code == 0, capsys.readouterr().err
+    text = readme.read_text()
+    assert "hand-made" not in text
+    rows = json.loads((tmp_path / "out" / "verdicts.json").read_text())
+    for r in (r for r in rows if r["primary"]):
+        assert f"| {r['claim']} | {r['claim_verdict']} | " in text
+        assert f" | {r['verdict']} | " in text

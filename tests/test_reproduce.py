@@ -26,6 +26,36 @@ def test_every_claim_has_a_quick_profile_that_shrinks_its_sweep():
         assert 1 <= quick < full, (c.id, quick, full)
 
 
+QUICK_MAX_JOBS = 12  # CI runs every quick profile
+FULL_PROFILE_MINUTES = 13.0  # the estimates in the headers (2 workers, idle); the goal is 15
+COST = re.compile(r"^# Cost estimate: .*?= (\d+) jobs, ~([\d.]+) min", re.M | re.S)
+
+
+def test_every_claim_file_states_its_cost_why_it_may_differ_and_its_changes():
+    total = 0.0
+    for c in load_claims(SWEEPS_DIR):
+        text = c.path.read_text()
+        m = COST.search(text.split("\ndefaults:")[0])
+        assert m, f"{c.id}: no '# Cost estimate: ... = N jobs, ~M min' line in the header"
+        assert int(m.group(1)) == sweep_size([f"sweep={c.id}"]), c.id
+        total += float(m.group(2))
+        assert c.differs and len(c.differs) > 40, c.id
+        assert "# Command: python -m fnnbench sweep=" + c.id in text, c.id
+        assert sweep_size([f"sweep={c.id}", *c.quick]) <= QUICK_MAX_JOBS, c.id
+    assert total <= FULL_PROFILE_MINUTES, total
+
+
+def test_tuned_claims_hold_out_their_tuning_seeds():
+    for c in load_claims(SWEEPS_DIR):
+        if not any(comp.tune for comp in c.comparisons):
+            continue
+        assert c.tune_seeds and c.tune_seeds >= 2, c.id
+        seeds = str(c.sweep_params["seed"])
+        m = re.fullmatch(r"range\(0,\s*(\d+)\)", seeds)
+        assert m, (c.id, seeds)
+        assert int(m.group(1)) - c.tune_seeds >= 7, (c.id, "too few judged seeds")
+
+
 @pytest.mark.slow
 def test_quick_profile_end_to_end_every_claim_gets_a_verdict(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}

@@ -656,6 +656,30 @@ def test_sweep_callback_parent_children_and_summary(tmp_path, capsys):
     assert len(runs_of(tmp_path)) == 2 + 4  # two parents, four trained jobs
 
 
+def test_claim_sweep_runs_carry_the_claim_file_sha256(tmp_path, monkeypatch):
+    from fnnbench.paths import SWEEPS_DIR, file_sha256
+    from fnnbench.tracking import run as run_mod
+
+    digest = file_sha256(SWEEPS_DIR / "dying_relu.yaml")
+    assert len(digest) == 64 and tracking.names.TAG_SWEEP_SHA256 == "fnnbench.sweep_sha256"
+    cfg = sweep_config(tmp_path, sweep="dying_relu")
+    cb = tracking.SweepCallback()
+    cb.on_multirun_start(cfg)
+    hc = SimpleNamespace(runtime=SimpleNamespace(choices={"sweep": "dying_relu"}),
+                         overrides=SimpleNamespace(task=["seed=0"]))
+    monkeypatch.setattr(run_mod, "_hydra", lambda: hc)
+    with tracking.job_run(make_cfg(tmp_path, log_model=False), overrides=["seed=0"]) as job:
+        fake_fit(tiny_net(), 2, [job])
+    cb.on_multirun_end(cfg)
+    runs = runs_of(tmp_path)
+    assert len(runs) == 2  # the parent and its job
+    for r in runs:
+        assert r.data.tags["fnnbench.sweep"] == "dying_relu"
+        assert r.data.tags["fnnbench.sweep_sha256"] == digest
+    # an ad-hoc multirun (no claim file of that name) carries no hash
+    assert run_mod.sweep_sha256("demo") is None and run_mod.sweep_sha256(None) is None
+
+
 def test_sweep_end_closes_children_left_running(tmp_path):
     cfg = sweep_config(tmp_path, task=["seed=0,1"])
     cb = tracking.SweepCallback()

@@ -18,9 +18,13 @@ docs/internals.md, section "Claims". The package has four modules, each usable o
 
 Every effect is oriented so that a value above the null (1 for ratios, 0 for differences and
 rates) favours the claim, arm ``a`` being the arm the claim says is better. The CI decides,
-not the point estimate: a 95% CI entirely above the null -> SUPPORTED, entirely below ->
-REFUTED, else INCONCLUSIVE; an arm without runs -> NO DATA. A run that never reached the
-target counts at its budget (censored), it is never dropped.
+not the point estimate. One verdict per comparison: the 90% CI inside a declared equivalence
+margin -> EQUIVALENT; else a 95% CI entirely above the null -> SUPPORTED, entirely below ->
+REFUTED, else INCONCLUSIVE; an arm without runs -> NO DATA. The claim-level word
+(SUPPORTED, PARTLY SUPPORTED, REFUTED, EQUIVALENT, INCONCLUSIVE, NO DATA) names its primary
+parts (:func:`claim_verdict`). A run that never reached the target counts at a budget
+common to the comparison (censored), it is never dropped; an arm censored in half or more of
+its runs makes the effect a bound (>= or <=).
 
 The names below are re-exported from those modules; import them from ``fnnbench.claims``.
 """
@@ -34,11 +38,15 @@ from fnnbench.claims.judge import (
 )
 from fnnbench.claims.schema import (
     BETTER,
+    CLAIM_VERDICTS,
     EFFECTS,
+    EQUIVALENT,
+    EXPECT,
     INCONCLUSIVE,
     NO_DATA,
     NULL,
     OPS,
+    PARTLY_SUPPORTED,
     REFUTED,
     RULES,
     SUPPORTED,
@@ -54,6 +62,7 @@ from fnnbench.claims.schema import (
 from fnnbench.claims.select import (
     ArmValues,
     arm_values,
+    common_budget,
     counting_mask,
     diverged_mask,
     match_value,
@@ -63,26 +72,38 @@ from fnnbench.claims.stats import (
     MIN_RUNS,
     bootstrap_ci,
     censor_values,
+    claim_verdict,
     combine_verdicts,
+    comparison_verdict,
+    confirms,
+    effect_bound,
     effect_statistic,
     equivalence_verdict_of,
+    km_curve,
     newcombe_diff_interval,
+    percentile_ci,
+    published_in_ci,
     safe_ratio,
+    sesoi_status,
+    tuned_bootstrap,
     verdict_of,
     wilson_interval,
 )
 
 __all__ = [
     # schema
-    "BETTER", "EFFECTS", "INCONCLUSIVE", "NO_DATA", "NULL", "OPS", "REFUTED", "RULES",
-    "SUPPORTED", "VERDICTS", "Claim", "Comparison", "Published", "Success", "load_claim",
-    "load_claims", "parse_claim",
+    "BETTER", "CLAIM_VERDICTS", "EFFECTS", "EQUIVALENT", "EXPECT", "INCONCLUSIVE", "NO_DATA",
+    "NULL", "OPS", "PARTLY_SUPPORTED", "REFUTED", "RULES", "SUPPORTED", "VERDICTS", "Claim",
+    "Comparison", "Published", "Success", "load_claim", "load_claims", "parse_claim",
     # stats
-    "MIN_RUNS", "bootstrap_ci", "censor_values", "combine_verdicts", "effect_statistic",
-    "equivalence_verdict_of", "newcombe_diff_interval", "safe_ratio", "verdict_of",
+    "MIN_RUNS", "bootstrap_ci", "censor_values", "claim_verdict", "combine_verdicts",
+    "comparison_verdict", "confirms", "effect_bound", "effect_statistic",
+    "equivalence_verdict_of", "km_curve", "newcombe_diff_interval", "percentile_ci",
+    "published_in_ci", "safe_ratio", "sesoi_status", "tuned_bootstrap", "verdict_of",
     "wilson_interval",
     # select
-    "ArmValues", "arm_values", "counting_mask", "diverged_mask", "match_value", "runs_for_arm",
+    "ArmValues", "arm_values", "common_budget", "counting_mask", "diverged_mask", "match_value",
+    "runs_for_arm",
     # judge
     "ArmSummary", "ClaimResult", "ComparisonResult", "judge_claim", "judge_comparison",
 ]  # fmt: skip

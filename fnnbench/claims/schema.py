@@ -6,9 +6,10 @@ section, :func:`parse_claim` validates it into a :class:`Claim` whose comparison
 claim's defaults (metric, better, effect, censor, tune, success, where) already filled in.
 Errors are ValueErrors naming the file, the key and the value.
 
-Also the words and constants of the schema: the verdicts (SUPPORTED, REFUTED, INCONCLUSIVE,
-NO DATA), the effect kinds with their null values, ``better`` directions, verdict rules and
-the comparison operators of a success spec.
+Also the words and constants of the schema: the comparison verdicts (SUPPORTED, REFUTED,
+EQUIVALENT, INCONCLUSIVE, NO DATA), the claim-level words (those and PARTLY SUPPORTED), the
+effect kinds with their null values, ``better`` directions, verdict rules and the comparison
+operators of a success spec.
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fnnbench.paths import file_sha256
+
 SUPPORTED = "SUPPORTED"
 REFUTED = "REFUTED"
+EQUIVALENT = "EQUIVALENT"
 INCONCLUSIVE = "INCONCLUSIVE"
 NO_DATA = "NO DATA"
-VERDICTS = (SUPPORTED, REFUTED, INCONCLUSIVE, NO_DATA)
+PARTLY_SUPPORTED = "PARTLY SUPPORTED"
+VERDICTS = (SUPPORTED, REFUTED, EQUIVALENT, INCONCLUSIVE, NO_DATA)  # one per comparison
+# the claim-level words (fnnbench.claims.stats.claim_verdict)
+CLAIM_VERDICTS = (SUPPORTED, PARTLY_SUPPORTED, REFUTED, EQUIVALENT, INCONCLUSIVE, NO_DATA)
+EXPECT = ("effect", "equivalent")  # what a comparison claims: an effect, or none (within a margin)
 
 EFFECTS = ("ratio", "difference", "rate")
 BETTER = ("lower", "higher")
@@ -44,11 +52,11 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
 _CLAIM_KEYS = {
     "id", "title", "statement", "source", "published", "protocol", "factor", "metric",
     "better", "effect", "censor", "success", "rule", "plots", "comparisons", "tune", "where",
-    "quick",
+    "quick", "tune_seeds", "differs",
 }  # fmt: skip
 _COMPARISON_KEYS = {
     "label", "a", "b", "where", "tune", "primary", "metric", "better", "effect", "censor",
-    "success", "margin",
+    "success", "margin", "equivalence", "published", "sesoi", "expect",
 }  # fmt: skip
 _INHERITED = ("metric", "better", "effect", "censor", "tune", "success")
 
@@ -102,11 +110,24 @@ class Comparison:
     effect: str = "ratio"
     censor: str | float | None = None
     success: Success | None = None
-    margin: float | None = None  # equivalence: the claim is "no effect beyond +-margin"
+    margin: float | None = None  # difference: the equivalence margin +-margin
+    equivalence: tuple[float, float] | None = None  # the margin (lo, hi), oriented effect units
+    published: float | None = None  # the published effect, in the comparison's units
+    sesoi: float | None = None  # smallest effect size of interest (oriented effect units)
+    expect: str = "effect"  # "equivalent": the claim is no effect beyond the margin
 
     @property
     def null(self) -> float:
         return NULL[self.effect]
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """The equivalence margin as (lo, hi) (``margin: m`` -> (-m, m)), or None."""
+        if self.equivalence is not None:
+            return self.equivalence
+        if self.margin is not None:
+            return (-self.margin, self.margin)
+        return None
 
 
 @dataclass(frozen=True)
@@ -136,6 +157,9 @@ class Claim:
     rule: str = "all"
     plots: list[str] = field(default_factory=list)
     quick: list[str] = field(default_factory=list)  # overrides for `reproduce --quick`
+    tune_seeds: int | None = None  # seeds < N tune, seeds >= N are judged
+    differs: str | None = None  # why a result may differ from the paper (free text)
+    sha256: str | None = None  # sha256 of the claim file (provenance of the runs)
     sweep_params: dict[str, Any] = field(default_factory=dict)
     header: str = ""
     path: Path | None = None
@@ -243,6 +267,22 @@ def _parse_censor(src: str, key: str, value: Any) -> str | float | None:
     return _check_number(src, key, value)
 
 
+def _parse_equivalence(src: str, key: str, value: Any, effect: str) -> tuple[float, float] | None:
+    """``equivalence: [lo, hi]``: lo < null < hi (ratios: 0 < lo < 1 < hi)."""
+    if value is None:
+        return None
+    if effect == "rate":
+        raise _fail(src, key, value, "an equivalence range needs effect: ratio or difference")
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _fail(src, key, value, "expected [lo, hi]")
+    lo, hi = (_check_number(src, key, v) for v in value)
+    null = NULL[effect]
+    if not lo < null < hi or (effect == "ratio" and lo <= 0):
+        limits = "0 < lo < 1 < hi" if effect == "ratio" else "lo < 0 < hi"
+        raise _fail(src, key, list(value), f"expected {limits}")
+    return (lo, hi)
+
+
 def _arm_label(arm: Mapping[str, Any]) -> str:
     return ",".join(json.dumps(v) if isinstance(v, (list, tuple)) else str(v) for v in arm.values())
 
@@ -286,6 +326,24 @@ def _parse_comparison(src: str, i: int, raw: Any, defaults: dict[str, Any]) -> C
         margin = _check_number(src, f"{key}.margin", margin)
         if margin <= 0:
             raise _fail(src, f"{key}.margin", margin, "must be > 0")
+    equivalence = _parse_equivalence(src, f"{key}.equivalence", raw.get("equivalence"), effect)
+    if margin is not None and equivalence is not None:
+        raise _fail(src, f"{key}.equivalence", raw["equivalence"], "give margin or equivalence")
+    published = raw.get("published")
+    if published is not None:
+        published = _check_number(src, f"{key}.published", published)
+        if effect == "ratio" and published <= 0:
+            raise _fail(src, f"{key}.published", published, "a ratio must be > 0")
+    sesoi = raw.get("sesoi")
+    if sesoi is not None:
+        sesoi = _check_number(src, f"{key}.sesoi", sesoi)
+        if sesoi <= NULL[effect]:
+            raise _fail(src, f"{key}.sesoi", sesoi, f"must be > {NULL[effect]:g} (no effect)")
+    # a margin on a difference keeps its old meaning: the claim is "no effect beyond it"
+    expect = raw.get("expect", "equivalent" if margin is not None else "effect")
+    check_enum(src, f"{key}.expect", expect, EXPECT)
+    if expect == "equivalent" and margin is None and equivalence is None:
+        raise _fail(src, f"{key}.expect", expect, "needs a margin or an equivalence range")
     primary = raw.get("primary", True)
     if not isinstance(primary, bool):
         raise _fail(src, f"{key}.primary", primary, "expected true or false")
@@ -303,6 +361,10 @@ def _parse_comparison(src: str, i: int, raw: Any, defaults: dict[str, Any]) -> C
         censor=_parse_censor(src, f"{key}.censor", merged["censor"]),
         success=success,
         margin=margin,
+        equivalence=equivalence,
+        published=published,
+        sesoi=sesoi,
+        expect=expect,
     )
 
 
@@ -332,6 +394,11 @@ def parse_claim(section: Any, src: str = "<claim>", **extra: Any) -> Claim:
     quick = section.get("quick") or []
     if not isinstance(quick, list) or not all(isinstance(q, str) and "=" in q for q in quick):
         raise _fail(src, "quick", quick, "expected a list of Hydra overrides key=value")
+    tune_seeds = section.get("tune_seeds")
+    if tune_seeds is not None and (
+        isinstance(tune_seeds, bool) or not isinstance(tune_seeds, int) or tune_seeds < 1
+    ):
+        raise _fail(src, "tune_seeds", tune_seeds, "expected an integer >= 1")
     plots = section.get("plots") or []
     if not isinstance(plots, list) or not all(isinstance(p, str) for p in plots):
         raise _fail(src, "plots", plots, "expected a list of plot names")
@@ -368,6 +435,8 @@ def parse_claim(section: Any, src: str = "<claim>", **extra: Any) -> Claim:
         rule=rule,
         plots=list(plots),
         quick=list(quick),
+        tune_seeds=tune_seeds,
+        differs=_check_str(src, "differs", section.get("differs")),
         **extra,
     )
 
@@ -402,6 +471,7 @@ def load_claim(path: str | Path) -> Claim:
         sweep_params=_sweep_params(data),
         header=_read_header(text),
         path=path,
+        sha256=file_sha256(path),
     )
 
 

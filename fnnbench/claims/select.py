@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -128,16 +128,33 @@ def numeric_column(frame: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
 
 
-def _budget(comp: Comparison, frame: pd.DataFrame) -> np.ndarray:
+def common_budget(comp: Comparison, runs: pd.DataFrame) -> float | None:
+    """The one budget of a comparison censored at ``metrics.<name>`` (no declared budget, e.g.
+    training seconds): the largest value of that metric over the counting runs of *both* arms
+    (every tune value), so an arm that never reaches the target is never counted faster than
+    one that does. None for other censor specs (a param is a budget per run, a number is
+    declared) or when no run has the metric."""
+    if not (isinstance(comp.censor, str) and comp.censor.startswith("metrics.")):
+        return None
+    mask = np.zeros(len(runs), dtype=bool)
+    for arm in (comp.a, comp.b):
+        m, note = _match(runs, {**comp.where, **arm})
+        if note is None:
+            mask |= m
+    x = numeric_column(runs[mask & counting_mask(runs)], comp.censor)
+    return float(np.nanmax(x)) if np.isfinite(x).any() else None
+
+
+def _budget(comp: Comparison, frame: pd.DataFrame, budget: float | None = None) -> np.ndarray:
     if comp.censor is None:
         return np.full(len(frame), np.nan)
     if isinstance(comp.censor, str):
         if comp.censor.startswith("metrics."):
-            # "metrics.<name>": no fixed budget (e.g. training seconds); an unreached run counts
-            # as the slowest run of its arm, the largest value of that metric in the arm.
-            x = numeric_column(frame, comp.censor)
-            worst = float(np.nanmax(x)) if np.isfinite(x).any() else np.nan
-            return np.full(len(frame), worst)
+            # the comparison's common budget (common_budget); this frame alone if not given
+            if budget is None:
+                x = numeric_column(frame, comp.censor)
+                budget = float(np.nanmax(x)) if np.isfinite(x).any() else np.nan
+            return np.full(len(frame), budget)
         return numeric_column(frame, _param_col(comp.censor))
     return np.full(len(frame), float(comp.censor))
 
@@ -158,6 +175,11 @@ class ArmValues:
     failed: int = 0
     tuned: Any = None
     note: str | None = None
+    grid: list = field(default_factory=list)  # the tune values present (sorted)
+    groups: list = field(default_factory=list)  # values per tune value (non-unknown), for CIs
+    edge: bool = False  # the chosen tune value is the smallest or largest present
+    tune_mode: str | None = None  # "held-out" (tune_seeds) or "resample" (selection in CI)
+    n_tuning: int = 0  # runs that chose the setting (held-out tuning), not judged
 
     @property
     def n(self) -> int:
@@ -168,8 +190,9 @@ class ArmValues:
         return int(diverged_mask(self.runs).sum())
 
 
-def arm_values(comp: Comparison, frame: pd.DataFrame) -> ArmValues:
-    """Values of the runs in ``frame`` for ``comp`` (censoring or success applied)."""
+def arm_values(comp: Comparison, frame: pd.DataFrame, budget: float | None = None) -> ArmValues:
+    """Values of the runs in ``frame`` for ``comp`` (censoring or success applied; ``budget``:
+    the comparison's :func:`common_budget` for ``censor: metrics.<name>``)."""
     n = len(frame)
     if comp.effect == "rate":
         assert comp.success is not None
@@ -181,25 +204,23 @@ def arm_values(comp: Comparison, frame: pd.DataFrame) -> ArmValues:
     if comp.censor is None:
         unknown = ~np.isfinite(metric)
         return ArmValues(frame, metric, np.zeros(n, dtype=bool), unknown)
-    values, censored = censor_values(metric, _budget(comp, frame), diverged_mask(frame))
+    values, censored = censor_values(metric, _budget(comp, frame, budget), diverged_mask(frame))
     unknown = censored & ~np.isfinite(values)
     return ArmValues(frame, values, censored & ~unknown, unknown)
 
 
-def _score(comp: Comparison, av: ArmValues) -> tuple[float, float]:
+def _score(comp: Comparison, av: ArmValues) -> float:
     """Tune score of a group, larger is better: the median value (sign by `better`; censored
-    runs at their budget); rate: the success rate. With a per-arm budget (``censor:
-    metrics.<name>``, e.g. seconds) the share of runs that reached the target ranks first, so a
-    group whose runs diverge fast never wins on its short censored times."""
+    runs at the common budget, so a group whose runs diverge fast never wins on short
+    censored times); rate: the success rate. The same rule as inside the bootstrap
+    (:func:`fnnbench.claims.stats.resampled_medians`)."""
     v = av.values[np.isfinite(av.values)]
     if v.size == 0:
-        return (-math.inf, -math.inf)
+        return -math.inf
     if comp.effect == "rate":
-        return (float(v.mean()), 0.0)
-    per_arm_budget = isinstance(comp.censor, str) and comp.censor.startswith("metrics.")
-    reached = 1.0 - float(av.censored.mean()) if per_arm_budget and av.censored.size else 0.0
+        return float(v.mean())
     m = float(np.median(v))
-    return (reached, -m if comp.better == "lower" else m)
+    return -m if comp.better == "lower" else m
 
 
 def _sort_key(x: Any) -> tuple[int, Any]:
@@ -207,32 +228,64 @@ def _sort_key(x: Any) -> tuple[int, Any]:
     return (0, f) if f is not None else (1, str(x))
 
 
-def select_arm(comp: Comparison, runs: pd.DataFrame, side: str, tuned: bool = True) -> ArmValues:
+def _seeds(frame: pd.DataFrame) -> np.ndarray:
+    return numeric_column(frame, "params.seed")
+
+
+def select_arm(
+    comp: Comparison,
+    runs: pd.DataFrame,
+    side: str,
+    tuned: bool = True,
+    *,
+    tune_seeds: int | None = None,
+    budget: float | None = None,
+) -> ArmValues:
     """Arm ``side`` ('a' or 'b') of ``comp`` in ``runs``, with its values (:func:`arm_values`).
 
     The counting runs that match the arm and ``where``; when ``comp`` tunes a param and
     ``tuned`` is true, only those at the arm's best value of it (best median, or success rate;
-    with a per-arm budget the share of runs reaching the target first; ties keep the smaller
-    value), recorded in ``tuned``. ``failed`` counts the arm's FAILED runs (at that value).
-    A key that is not a column gives no runs and a ``note`` naming it."""
+    ties keep the smaller value), recorded in ``tuned``; ``groups`` keeps every value's
+    values so a CI can repeat the selection in each resample (``tune_mode = "resample"``).
+    ``tune_seeds = N``: runs with seed < N choose the value and runs with seed >= N at that
+    value are the arm (``tune_mode = "held-out"``, ``n_tuning`` runs used for the choice).
+    ``edge``: the chosen value is the smallest or largest present. ``budget``: the common
+    budget (default :func:`common_budget` of ``runs``). ``failed`` counts the arm's FAILED runs
+    (at that value). A key that is not a column gives no runs and a ``note`` naming it."""
     if side not in ("a", "b"):
         raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+    if budget is None:
+        budget = common_budget(comp, runs)
     arm = comp.a if side == "a" else comp.b
     empty = runs.iloc[0:0]
     mask, note = _match(runs, {**comp.where, **arm})
     if note is None and tuned and comp.tune and _param_col(comp.tune) not in runs.columns:
         note = f"tune param '{comp.tune}' not in the runs"
+    if note is None and tuned and comp.tune and tune_seeds and "params.seed" not in runs.columns:
+        note = "tune_seeds needs params.seed in the runs"
     if note is not None:
         return ArmValues(empty, np.empty(0), np.empty(0, bool), np.empty(0, bool), note=note)
     count = mask & counting_mask(runs)
     failed = mask & _failed_mask(runs)
-    chosen = None
+    chosen, grid, groups, edge, mode, n_tuning = None, [], [], False, None, 0
     if tuned and comp.tune:
         col = runs[_param_col(comp.tune)]
+        held_out = bool(tune_seeds)
+        choose = count
+        if held_out:
+            tuning = _seeds(runs) < float(tune_seeds)
+            choose = count & tuning
+            count &= ~tuning
+            failed &= ~tuning
+            n_tuning = int(choose.sum())
+        grid = sorted({v for v in col[choose] if not _is_missing(v)}, key=_sort_key)
         best = None
-        for value in sorted({v for v in col[count] if not _is_missing(v)}, key=_sort_key):
-            group = count & col.map(lambda c, w=value: match_value(c, w)).to_numpy(dtype=bool)
-            s = _score(comp, arm_values(comp, runs[group]))
+        for value in grid:
+            in_value = col.map(lambda c, w=value: match_value(c, w)).to_numpy(dtype=bool)
+            av = arm_values(comp, runs[choose & in_value], budget)
+            s = _score(comp, av)
+            if not held_out:
+                groups.append(av.values[~av.unknown])
             if best is None or s > best[0]:  # strict: ties keep the smaller value
                 best = (s, value)
         if best is not None:
@@ -240,18 +293,28 @@ def select_arm(comp: Comparison, runs: pd.DataFrame, side: str, tuned: bool = Tr
             in_group = col.map(lambda c: match_value(c, chosen)).to_numpy(dtype=bool)
             count &= in_group
             failed &= in_group
+            edge = len(grid) > 1 and chosen in (grid[0], grid[-1])
+            mode = "held-out" if held_out else "resample"
         else:
             count &= False
-    av = arm_values(comp, runs[count])
+    av = arm_values(comp, runs[count], budget)
     av.failed = int(failed.sum())
     av.tuned = chosen.item() if isinstance(chosen, np.generic) else chosen
+    av.grid = [g.item() if isinstance(g, np.generic) else g for g in grid]
+    av.groups, av.edge, av.tune_mode, av.n_tuning = groups, edge, mode, n_tuning
     return av
 
 
 def runs_for_arm(
-    comp: Comparison, runs: pd.DataFrame, side: str, *, tuned: bool = True
+    comp: Comparison,
+    runs: pd.DataFrame,
+    side: str,
+    *,
+    tuned: bool = True,
+    tune_seeds: int | None = None,
 ) -> pd.DataFrame:
     """The runs that arm ``side`` ('a' or 'b') of ``comp`` uses: FINISHED runs with an outcome
     tag, matching the arm and ``where``, restricted to the chosen tune value (``tuned=False``:
-    every tune value). Empty when a key is not a column. The report plots exactly these."""
-    return select_arm(comp, runs, side, tuned=tuned).runs
+    every tune value; ``tune_seeds``: the evaluation seeds only). Empty when a key is not a
+    column. The report plots exactly these."""
+    return select_arm(comp, runs, side, tuned=tuned, tune_seeds=tune_seeds).runs

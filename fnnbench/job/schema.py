@@ -129,6 +129,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "stop_at_target": boolean,
         "converge_tol": number(0.0),
         "diagnostics_every": integer(0),
+        "target_check_every": integer(0, 1_000_000),
         "eval_test": boolean,
         "progress": choice("auto", True, False),
     },
@@ -175,6 +176,7 @@ MAX_ACTIVATIONS = 200_000_000
 
 # Extra keys each activation accepts besides `name`.
 ACTIVATION_KEYS: dict[str, dict[str, Check]] = {
+    "relu": {"grad_at_zero": choice(1, 0)},
     "leaky_relu": {"slope": number(0.0, 1.0, hi_open=True)},
     "prelu": {"init": number(-10.0, 10.0)},
     "elu": {"mu": number(0.0, lo_open=True)},

@@ -29,7 +29,7 @@ is taken of an argument clipped to ``[-cap, 0]`` (``cap`` just above the log of 
 smallest normal number, so the clipping changes no result by more than ~1e-300).
 
 At a kink the derivative takes the value of the right-hand branch, as in the lecture
-(ReLU: ``f'(z) = 1`` for ``z >= 0``).
+(ReLU: ``f'(z) = 1`` for ``z >= 0``; ``ReLU(grad_at_zero=0)`` takes the left-hand value 0).
 """
 
 from __future__ import annotations
@@ -242,19 +242,26 @@ class Tanh(Activation):
 
 
 class ReLU(Activation):
-    """``f(z) = max(z, 0)``; ``f'(z) = 1 if z >= 0 else 0`` (the lecture's convention at 0)."""
+    """``f(z) = max(z, 0)``; ``f'(z) = 1 if z > 0, 0 if z < 0`` and ``grad_at_zero`` at the kink
+    z = 0: 1 is the lecture's convention (the default), 0 the frameworks' (PyTorch, JAX)."""
 
     name = "relu"
+    hyperparameters = {"grad_at_zero": float}
+
+    def __init__(self, grad_at_zero: float = 1.0):
+        if grad_at_zero not in (0, 1) or isinstance(grad_at_zero, bool):
+            raise ValueError(f"relu: grad_at_zero must be 0 or 1, got {grad_at_zero!r}")
+        self.grad_at_zero = float(grad_at_zero)
 
     def f(self, z, p=None, out=None):
         return np.maximum(_as_float(z), 0.0, out=out)
 
     def df(self, z, p=None):
         z = _as_float(z)
-        return (z >= 0).astype(z.dtype)
+        return ((z >= 0) if self.grad_at_zero else (z > 0)).astype(z.dtype)
 
     def backward(self, da, z, a, p=None):
-        da *= z >= 0
+        da *= (z >= 0) if self.grad_at_zero else (z > 0)
         return da
 
 

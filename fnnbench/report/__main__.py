@@ -1,7 +1,11 @@
 """``python -m fnnbench.report``: MLflow runs -> reports/ (markdown + PNG). Never trains.
 
     python -m fnnbench.report [--tracking-uri URI] [--experiment NAME ...] [--claims ID ...]
-                              [--sweeps-dir DIR] [--out DIR]
+                              [--sweeps-dir DIR] [--out DIR] [--readme README.md]
+
+``--readme PATH`` rewrites the block between ``<!-- verdicts:start -->`` and
+``<!-- verdicts:end -->`` of that file with the verdicts just computed (one row per primary
+comparison): the README's claims table is generated, never edited by hand.
 
 Exit codes: 0 written; 2 bad arguments, missing store / experiment / claim, bad claim file.
 """
@@ -12,8 +16,9 @@ import argparse
 import sys
 
 from fnnbench.paths import SWEEPS_DIR
-from fnnbench.report.build import build_report
+from fnnbench.report.build import build_report, write_readme
 from fnnbench.report.data import ReportError
+from fnnbench.report.markdown import replace_readme_block
 
 EXIT_USAGE = 2
 
@@ -51,12 +56,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of claim files <id>.yaml (default: fnnbench/sweeps/, the shipped claims)",
     )
     ap.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    ap.add_argument(
+        "--readme",
+        default=None,
+        metavar="PATH",
+        help="rewrite the verdicts block (<!-- verdicts:start --> ... <!-- verdicts:end -->) "
+        "of this markdown file, e.g. README.md, with one row per primary comparison",
+    )
     return ap.parse_args(argv)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror}") from err
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.readme:  # fail before the work, not after it
+            try:
+                replace_readme_block(_read(args.readme), "")
+            except ValueError as err:
+                raise ValueError(f"{args.readme}: {err}") from err
         summary = build_report(
             tracking_uri=args.tracking_uri,
             experiments=args.experiment,
@@ -65,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             log=lambda s: print(f"fnnbench.report: {s}", flush=True),
         )
+        if args.readme:
+            write_readme(args.readme, summary.results)
+            print(f"fnnbench.report: verdicts table -> {args.readme}")
     except (ReportError, ValueError) as err:
         print(f"fnnbench.report: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return EXIT_USAGE

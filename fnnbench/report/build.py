@@ -7,7 +7,10 @@ For each claim of ``sweeps_dir`` (``fnnbench.claims.load_claims``) the jobs tagg
 ``fnnbench.claim = <id>`` are judged by ``fnnbench.claims.judge_claim`` (the one
 implementation of the statistics), the figures of the claim's ``plots`` list are drawn from
 exactly the runs the comparisons used, and ``<out>/<id>.md`` is written with its images in
-``<out>/img/``; then ``<out>/README.md`` indexes every claim with provenance. Nothing trains:
+``<out>/img/``; then ``<out>/README.md`` indexes every primary comparison with provenance and
+``<out>/verdicts.json`` lists every comparison's verdict (:func:`verdict_records`). Only runs
+tagged ``fnnbench.sweep_sha256`` = the hash of today's claim file are judged; the others are
+listed as stale (:func:`split_stale`). Nothing trains:
 the decision-boundary figure loads saved parameters (``params.npz`` artifacts) and
 evaluates them on a grid.
 """
@@ -77,6 +80,8 @@ class ReportSummary:
     n_failed: int
     n_diverged: int
     images: list[Path] = field(default_factory=list)
+    results: list[ClaimResult] = field(default_factory=list)
+    verdicts_json: Path | None = None
 
 
 # ----------------------------------------------------------------------------- per claim
@@ -210,6 +215,31 @@ def _time_to_target(ctx: ClaimContext) -> tuple[Any, str] | str:
     )
     if n_unknown:
         cap += f" {n_unknown} runs without a budget cannot be drawn."
+    return fig, cap
+
+
+def _kaplan_meier(ctx: ClaimContext) -> tuple[Any, str] | str:
+    ttt = tables.time_to_target(ctx.result, ctx.runs)
+    censored = {c.label for c in ctx.result.comparisons if c.spec and c.spec.censor is not None}
+    groups = [
+        g
+        for c, g in zip(ctx.result.comparisons, tables.group_labels(ctx.result), strict=True)
+        if c.label in censored
+    ]
+    ttt = ttt[ttt["group"].isin(groups)] if len(ttt) else ttt
+    df = tables.kaplan_meier(ttt)
+    if df.empty:
+        return "no time-to-target comparison with a budget (censor) and runs"
+    fig = plots.kaplan_meier(
+        df, title=f"{ctx.claim.id}: runs at target", hue_title=ctx.hue_title, order=ctx.order
+    )
+    if fig is None:
+        return "no time-to-target values"
+    cap = (
+        "Kaplan-Meier estimate of the share of runs that reached the target by each time "
+        "(scipy.stats.ecdf on censored data: a run that never reached it leaves the risk set "
+        "at its budget); k/n in the legend: runs that reached the target of those used."
+    )
     return fig, cap
 
 
@@ -437,6 +467,7 @@ def _decision_boundary(ctx: ClaimContext) -> tuple[Any, str] | str:
 FIGURES: dict[str, tuple[str, Callable[[ClaimContext], tuple[Any, str] | str]]] = {
     "learning_curves": ("Learning curves", _learning_curves),
     "time_to_target": ("Time to target", _time_to_target),
+    "kaplan_meier": ("Runs at target over time (Kaplan-Meier)", _kaplan_meier),
     "ranking": ("Ranking", _ranking),
     "saturation": ("Saturation and gradient norms per layer", _saturation),
     "dead_units": ("Dead units vs learning rate", _dead_units),
@@ -453,6 +484,16 @@ def default_plots(claim: Claim) -> list[str]:
         names.append("time_to_target")
     if any(c.effect == "rate" for c in claim.comparisons):
         names.append("success_rate")
+    return names
+
+
+def with_survival(claim: Claim, names: list[str]) -> list[str]:
+    """``names`` plus the Kaplan-Meier figure when a ratio/difference comparison is censored
+    (every such page shows the share of runs at target over time)."""
+    censored = any(c.censor is not None and c.effect != "rate" for c in claim.comparisons)
+    if censored and "kaplan_meier" not in names:
+        at = names.index("time_to_target") + 1 if "time_to_target" in names else len(names)
+        return [*names[:at], "kaplan_meier", *names[at:]]
     return names
 
 
@@ -525,8 +566,13 @@ def render_claim(
     seed: int = 0,
     activations: bool = False,
     log: Callable[[str], None] | None = None,
+    stale: list[tuple[str, str]] | None = None,
+    parents: pd.DataFrame | None = None,
 ) -> tuple[ClaimResult, Path, list[Path]]:
-    """Evaluate one claim on its runs, draw its figures, write ``<out>/<id>.md``."""
+    """Evaluate one claim on its runs, draw its figures, write ``<out>/<id>.md``.
+
+    ``runs``: the claim's current runs (made with today's claim file); ``stale``: (run id,
+    why) of the tagged runs left out; ``parents``: the claim's sweep parent runs (cost)."""
     name = md.page_name(claim.id)
     result = judge_claim(claim, runs, seed=seed)
     counts = count_runs(runs)
@@ -544,7 +590,7 @@ def render_claim(
     if not order and len(runs):
         ctx.order = list(dict.fromkeys(ctx.plotted()["level"].tolist()))
     figures, skipped, images = [], [], []
-    wanted = claim.plots or default_plots(claim)
+    wanted = with_survival(claim, list(claim.plots or default_plots(claim)))
     for pname in wanted:
         if pname == "activations":
             continue
@@ -585,10 +631,89 @@ def render_claim(
         failed=_failed(runs),
         unused=unused,
         activations=ACTIVATIONS_PNG if activations else None,
+        stale=list(stale or []),
+        cost=cost_text(runs, parents),
     )
     path = out / f"{name}.md"
     path.write_text(md.claim_page(page), encoding="utf-8")
     return result, path, images
+
+
+# ----------------------------------------------------------------------------- stale runs, cost
+
+
+def split_stale(runs: pd.DataFrame, sha256: str | None) -> tuple[pd.DataFrame, list]:
+    """The runs made with today's claim file (tag ``fnnbench.sweep_sha256`` == ``sha256``),
+    and (run id, why) of the others. ``sha256`` None (a claim without a file): all current."""
+    if sha256 is None or not len(runs):
+        return runs, []
+    tag = runs.get(tn.column(tn.TAG_SWEEP_SHA256), pd.Series(None, index=runs.index))
+    current = (tag == sha256).to_numpy(dtype=bool)
+    stale = []
+    for rid, t in zip(runs["run_id"][~current], tag[~current], strict=True):
+        if t is None or (isinstance(t, float) and np.isnan(t)):
+            why = md.PRE_PROVENANCE
+        else:
+            why = f"made with another version of the claim file (sha256 {str(t)[:12]})"
+        stale.append((str(rid), why))
+    return runs[current], stale
+
+
+def _minutes(frame: pd.DataFrame) -> float:
+    if not len(frame) or "start_time" not in frame.columns or "end_time" not in frame.columns:
+        return float("nan")
+    d = pd.to_datetime(frame["end_time"], utc=True) - pd.to_datetime(frame["start_time"], utc=True)
+    d = d.dropna()
+    return float(d.dt.total_seconds().sum() / 60.0) if len(d) else float("nan")
+
+
+def cost_text(runs: pd.DataFrame, parents: pd.DataFrame | None) -> str:
+    """What the sweep cost: jobs and minutes of run time (sum of end - start over the jobs),
+    and the wall span of its sweep parent runs when there are any."""
+    if not len(runs):
+        return ""
+    mins = _minutes(runs)
+    text = f"Cost: {len(runs)} jobs"
+    text += f", {mins:.1f} minutes of run time (sum over the jobs)" if mins == mins else ""
+    if parents is not None and len(parents):
+        span = _minutes(parents)
+        if span == span:
+            text += f"; wall time of the sweep {span:.1f} minutes ({len(parents)} parent runs)"
+    return text + "."
+
+
+def verdict_records(result: ClaimResult) -> list[dict[str, Any]]:
+    """The rows of verdicts.json for one claim: one object per comparison."""
+
+    def num(x: float | None) -> float | None:
+        return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+    rows = []
+    for c in result.comparisons:
+        ci: list | None = None
+        if not (np.isnan(c.ci_low) or np.isnan(c.ci_high)):
+            ci = [
+                None if c.bound == "<=" else num(c.ci_low),
+                None if c.bound == ">=" else num(c.ci_high),
+            ]
+        rows.append(
+            {
+                "claim": result.claim.id,
+                "comparison": c.label,
+                "primary": bool(c.primary),
+                "metric": c.metric,
+                "effect": num(c.effect) if np.isfinite(c.effect) else None,
+                "ci": ci,
+                "bound": c.bound,
+                "verdict": c.verdict,
+                "n": [int(c.a.n), int(c.b.n)],
+                "published": num(c.published),
+                "published_in_ci": c.published_in_ci,
+                "claim_verdict": result.verdict,
+                "sweep_sha256": result.claim.sha256,
+            }
+        )
+    return rows
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -699,8 +824,14 @@ def build_report(
     images = [write_activations(out)]
     entries, verdicts, pages = [], {}, {}
     known = {c.id for c in load_claims(sweeps_dir)} if claim_ids else {c.id for c in claims}
+    results, records = [], []
+    parent_runs = all_runs.iloc[0:0] if not len(all_runs) else all_runs.drop(jobs.index)
     for claim in claims:
-        runs = claim_runs(jobs, claim.id)
+        runs, stale = split_stale(claim_runs(jobs, claim.id), claim.sha256)
+        parents = parent_runs[
+            (parent_runs.get(tn.column(tn.TAG_CLAIM), pd.Series(None, index=parent_runs.index))
+             == claim.id).to_numpy(dtype=bool)
+        ] if len(parent_runs) else None  # fmt: skip
         result, path, imgs = render_claim(
             claim,
             runs,
@@ -710,15 +841,22 @@ def build_report(
             seed=seed,
             activations=is_activation_claim(claim),
             log=log,
+            stale=stale,
+            parents=parents,
         )
         images += imgs
         verdicts[claim.id], pages[claim.id] = result.verdict, path
-        entries.append(md.IndexEntry(result, path.name, len(runs)))
-        log(f"{claim.id}: {result.verdict} ({len(runs)} runs) -> {path}")
+        results.append(result)
+        records += verdict_records(result)
+        entries.append(md.IndexEntry(result, path.name, len(runs), len(stale)))
+        extra = f", {len(stale)} stale" if stale else ""
+        log(f"{claim.id}: {result.verdict} ({len(runs)} runs{extra}) -> {path}")
     tagged = jobs.get(tn.column(tn.TAG_CLAIM), pd.Series(dtype=object)).dropna()
     unknown = {str(k): int(v) for k, v in tagged[~tagged.isin(known)].value_counts().items()}
     prov = provenance(store, [e.name for e in exps], jobs, n_parents, unknown)
     (out / "README.md").write_text(md.index_page(entries, prov, ACTIVATIONS_PNG), encoding="utf-8")
+    verdicts_json = out / "verdicts.json"
+    verdicts_json.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
     counts = count_runs(jobs)
     return ReportSummary(
         out=out,
@@ -728,4 +866,23 @@ def build_report(
         n_failed=counts.failed,
         n_diverged=counts.diverged,
         images=images,
+        results=results,
+        verdicts_json=verdicts_json,
     )
+
+
+def write_readme(path: str | Path, results: Sequence[ClaimResult]) -> Path:
+    """Rewrite the block between ``<!-- verdicts:start -->`` and ``<!-- verdicts:end -->`` of
+    the README at ``path`` with one row per primary comparison of ``results`` (ValueError
+    naming the file when the markers are missing)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror}") from err
+    try:
+        new = md.replace_readme_block(text, md.readme_table(results))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    path.write_text(new, encoding="utf-8")
+    return path

@@ -125,8 +125,15 @@ def here_text(result: ClaimResult) -> str:
     return "; ".join(parts)
 
 
+def parts_text(result: ClaimResult) -> str:
+    """The primary comparisons, each with its own verdict (escaped), '; '-separated."""
+    return "; ".join(c.part_text(md_escape) for c in result.comparisons if c.primary)
+
+
 def verdict_line(result: ClaimResult, *, n_runs: int, store: str) -> str:
-    """The first line of a claim page: verdict, published figure, measured effect with CI."""
+    """The first line of a claim page: the claim word, then each primary comparison with its
+    verdict, effect and CI (and the published figure and the sesoi where declared), then the
+    paper's figure."""
     v = result.verdict
     cmd = f"python -m fnnbench sweep={result.claim.id}"
     if n_runs == 0:
@@ -135,9 +142,7 @@ def verdict_line(result: ClaimResult, *, n_runs: int, store: str) -> str:
             f"{md_escape(store)}; produce them with {code_or_text(cmd)}, then "
             f"`python -m fnnbench.report`."
         )
-    line = f"**{v}** · paper: {published_text(result.claim)}; here: {here_text(result)}"
-    if len([c for c in result.comparisons if c.primary]) == 1:
-        line += f" ({md_escape(result.claim.primary[0].label)})"
+    line = f"**{v}** · {parts_text(result)}; paper: {published_text(result.claim)}"
     if v == NO_DATA:
         line += f"; no finished runs in an arm, see the notes below ({code_or_text(cmd)})"
     return line + "."
@@ -169,6 +174,8 @@ class ClaimPage:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run id, error)
     unused: int = 0
     activations: str | None = None  # link to the activation figure
+    stale: list[tuple[str, str]] = field(default_factory=list)  # (run id, why), not used
+    cost: str = ""  # escaped sentence: jobs and minutes of the sweep
 
 
 def _pair(a: Any, b: Any) -> str:
@@ -178,7 +185,85 @@ def _pair(a: Any, b: Any) -> str:
 def _tuned(c: ComparisonResult) -> str:
     if not c.tune:
         return "-"
-    return f"{md_escape(c.tune)}: {md_escape(c.a.tuned)} / {md_escape(c.b.tuned)}"
+    edge = [s for s, arm in (("a", c.a), ("b", c.b)) if arm.edge]
+    flag = f" (grid edge: {', '.join(edge)})" if edge else ""
+    return f"{md_escape(c.tune)}: {md_escape(c.a.tuned)} / {md_escape(c.b.tuned)}{flag}"
+
+
+def _share(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def _reached(c: ComparisonResult) -> str:
+    if c.effect_kind == "rate" or c.spec is None or c.spec.censor is None:
+        return "-"
+    return f"{_share(c.a.reached)} / {_share(c.b.reached)}"
+
+
+def _magnitude(c: ComparisonResult) -> str:
+    out = []
+    if c.published is not None:
+        where = {True: "in CI", False: "outside CI", None: "no CI"}[c.published_in_ci]
+        out.append(f"published {c.number(c.published)}: {where}")
+    if c.sesoi is not None:
+        out.append(f"sesoi {c.number(c.sesoi)}: {c.sesoi_status or 'no CI'}")
+    return md_escape("; ".join(out)) if out else "-"
+
+
+def comparison_bullets(result: ClaimResult) -> str:
+    """One line per comparison: its verdict with the reason (margins, the 90% CI of the
+    equivalence test, the published figure, the sesoi); secondary ones marked exploratory."""
+    lines = []
+    for c in result.comparisons:
+        tag = "" if c.primary else " (exploratory: never decides the claim)"
+        text = f"- {c.part_text(md_escape)}{tag}"
+        if c.equivalence is not None and c.verdict != NO_DATA:
+            lo, hi = c.equivalence
+            ci90 = f"[{fmt_num(c.ci90_low)}, {fmt_num(c.ci90_high)}]"
+            conf90 = round(100 * (2 * c.conf - 1))
+            text += (
+                f". Equivalence margin [{fmt_num(lo)}, {fmt_num(hi)}]; {conf90}% CI {ci90} "
+                "(two one-sided tests at 5%)"
+            )
+        if c.bound is not None:
+            text += (
+                f". An arm did not reach the target in half or more of its runs: its median is "
+                f"a budget and the effect only a bound ({md_escape(c.bound)})"
+            )
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def tuning_text(result: ClaimResult) -> str:
+    """How the tuned comparisons chose their setting, and grid-edge optima."""
+    tuned = [c for c in result.comparisons if c.tune and c.verdict != NO_DATA]
+    if not tuned:
+        return ""
+    n = result.claim.tune_seeds
+    if n:
+        text = (
+            f"Tuning (held out): per arm, runs with seed < {n} choose the value of the tuned "
+            f"param (best median); only runs with seed >= {n} at that value are judged."
+        )
+    else:
+        text = (
+            "Tuning (no tune_seeds): per arm, the value of the tuned param with the best median "
+            "is chosen on all runs, and the choice is repeated inside every bootstrap resample, "
+            "so the CI includes the selection (no winner's curse)."
+        )
+    edges = []
+    for c in tuned:
+        for side, arm in (("a", c.a), ("b", c.b)):
+            if arm.edge:
+                grid = ", ".join(md_escape(g) for g in arm.grid)
+                edges.append(
+                    f"- {md_escape(c.label)}, arm {side}: {md_escape(c.tune)} = "
+                    f"{md_escape(arm.tuned)} is at the edge of the values run ({grid}); the "
+                    "best setting may lie outside the grid."
+                )
+    if edges:
+        text += "\n\nGrid-edge optima:\n\n" + "\n".join(edges)
+    return text
 
 
 def _ids(ids: Sequence[str], k: int = 3) -> str:
@@ -191,7 +276,7 @@ def comparison_table(result: ClaimResult) -> str:
     """The numbers behind the verdict, one row per comparison, then notes and run ids."""
     rows = []
     for c in result.comparisons:
-        label = md_escape(c.label) + ("" if c.primary else " (secondary)")
+        label = md_escape(c.label) + ("" if c.primary else " (exploratory)")
         if c.effect_kind == "rate":
             centre = f"{fmt_num(c.a.rate)} / {fmt_num(c.b.rate)} (rate)"
         else:
@@ -202,8 +287,10 @@ def comparison_table(result: ClaimResult) -> str:
                 md_escape(c.metric or "-"),
                 effect_text(c),
                 f"**{c.verdict}**",
+                _magnitude(c),
                 _pair(c.a.n, c.b.n),
                 centre,
+                _reached(c),
                 _pair(c.a.censored, c.b.censored),
                 _pair(c.a.failed, c.b.failed),
                 _pair(c.a.diverged, c.b.diverged),
@@ -217,8 +304,10 @@ def comparison_table(result: ClaimResult) -> str:
             "metric",
             "effect [95% CI]",
             "verdict",
+            "published / sesoi",
             "n a / b",
             "median a / b",
+            "reached target a / b",
             "censored a / b",
             "failed a / b",
             "diverged a / b",
@@ -226,9 +315,12 @@ def comparison_table(result: ClaimResult) -> str:
             "runs a / b",
         ],
         rows,
-        align="lllcrrrrrll",
+        align="lllclrrrrrrll",
     )
-    parts = [table]
+    parts = [comparison_bullets(result), table]
+    tuning = tuning_text(result)
+    if tuning:
+        parts.append(tuning)
     notes = [f"- {md_escape(c.label)}: {md_escape(c.note)}" for c in result.comparisons if c.note]
     if notes:
         parts.append("Notes:\n\n" + "\n".join(notes))
@@ -265,6 +357,23 @@ def _counts_text(counts: Any, unused: int) -> str:
             "or the tuning chose another value)."
         )
     return text
+
+
+PRE_PROVENANCE = "made before provenance tags"
+
+
+def stale_text(stale: Sequence[tuple[str, str]]) -> str:
+    """The runs left out because they were made with another version of the claim file."""
+    why: dict[str, int] = {}
+    for _, w in stale:
+        why[w] = why.get(w, 0) + 1
+    counts = "; ".join(f"{n} {md_escape(w)}" for w, n in why.items())
+    ids = "\n".join(f"- {md_escape(rid)}: {md_escape(w)}" for rid, w in stale)
+    return (
+        f"Stale runs, not used: {len(stale)} runs tagged with this claim were not made with "
+        f"today's claim file ({counts}).\n\n"
+        f"<details><summary>Stale runs ({len(stale)})</summary>\n\n{ids}\n\n</details>"
+    )
 
 
 def claim_page(page: ClaimPage) -> str:
@@ -308,7 +417,14 @@ def claim_page(page: ClaimPage) -> str:
         ]
     else:
         lines += [comparison_table(r), ""]
+    if claim.differs:
+        lines += ["## Why the result may differ from the paper", ""]
+        lines += [md_escape(claim.differs.strip()), ""]
     lines += ["## Runs", "", _counts_text(page.counts, page.unused), ""]
+    if page.cost:
+        lines += [page.cost, ""]
+    if page.stale:
+        lines += [stale_text(page.stale), ""]
     if page.failed:
         lines += [f"<details><summary>Failed runs ({len(page.failed)})</summary>", ""]
         lines += [f"- {md_escape(rid)}: {md_escape(err)}" for rid, err in page.failed]
@@ -335,12 +451,26 @@ class IndexEntry:
     result: ClaimResult
     page: str  # link target, relative to the index
     n_runs: int
+    stale: int = 0  # runs left out: made with another version of the claim file (or untagged)
+
+
+WORDS_TEXT = (
+    "One verdict per comparison, decided by its CI, not the point estimate: **SUPPORTED** "
+    "(the 95% CI entirely on the claimed side of no effect), **REFUTED** (entirely on the "
+    "other side), **EQUIVALENT** (the 90% CI inside the equivalence margin the claim file "
+    "declares: two one-sided tests at 5%), **INCONCLUSIVE**, **NO DATA**. A claim is "
+    "SUPPORTED when every primary comparison says what it claims, PARTLY SUPPORTED when some "
+    "do, REFUTED when none does and one is refuted, EQUIVALENT when every one is equivalent, "
+    "else INCONCLUSIVE. Effects are ratios (x, > 1 favours the claim) or differences (> 0 "
+    "favours the claim); >= / <= marks a bound (an arm censored in half or more of its runs). "
+    "Exploratory (secondary) comparisons are on the pages and never decide."
+)
 
 
 def index_page(
     entries: Sequence[IndexEntry], provenance: Mapping[str, str], activations: str | None
 ) -> str:
-    """The report's README: one table of every claim, then provenance."""
+    """The report's README: one row per primary comparison, then provenance."""
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.result.verdict] = counts.get(e.result.verdict, 0) + 1
@@ -349,36 +479,50 @@ def index_page(
     for e in entries:
         c = e.result.claim
         prim = [x for x in e.result.comparisons if x.primary]
-        if len(prim) == 1:
-            effect = effect_text(prim[0])
-        else:  # one line per primary comparison, labelled
-            effect = "<br>".join(f"{md_escape(x.label)}: {effect_text(x)}" for x in prim)
-        rows.append(
-            [
-                f"[{md_escape(c.title or c.id)}]({e.page})",
-                f"**{e.result.verdict}**",
-                effect or "-",
-                published_text(c, with_text=False),
-                "<br>".join(f"{x.a.n} vs {x.b.n}" for x in prim) or "-",
-                str(e.n_runs),
-                f"[{md_escape(c.id)}]({e.page})",
-            ]
-        )
+        for i, x in enumerate(prim):
+            first = i == 0
+            rows.append(
+                [
+                    f"[{md_escape(c.title or c.id)}]({e.page})" if first else "",
+                    f"**{e.result.verdict}**" if first else "",
+                    md_escape(x.label),
+                    f"**{x.verdict}**",
+                    effect_text(x) or "-",
+                    _magnitude(x)
+                    if x.published is not None or x.sesoi is not None or len(prim) > 1
+                    else published_text(c, with_text=False),
+                    f"{x.a.n} vs {x.b.n}",
+                    f"{e.n_runs}" + (f" ({e.stale} stale)" if e.stale else "") if first else "",
+                ]
+            )
     lines = [
         "# fnnbench report: the lecture's claims, measured",
         "",
-        f"{len(entries)} claims: {summary}. A verdict is decided by the 95% CI of the effect "
-        "(SUPPORTED: the whole CI on the claimed side of no effect; REFUTED: the whole CI on "
-        "the other side; else INCONCLUSIVE). Effects are ratios (x, > 1 favours the claim) or "
-        "differences (> 0 favours the claim).",
+        f"{len(entries)} claims: {summary}. {WORDS_TEXT}",
         "",
         md_table(
-            ["claim", "verdict", "effect [95% CI]", "paper", "n a vs b", "runs", "page"],
+            [
+                "claim",
+                "verdict",
+                "comparison",
+                "comparison verdict",
+                "effect [95% CI]",
+                "paper",
+                "n a vs b",
+                "runs used",
+            ],
             rows,
-            align="lcllrrl",
+            align="lclclllr",
         ),
         "",
     ]
+    stale = sum(e.stale for e in entries)
+    if stale:
+        lines += [
+            f"{stale} runs are stale (made with another version of their claim file, or before "
+            "provenance tags) and are not used; each page lists them.",
+            "",
+        ]
     if activations:
         lines += [
             "The hidden units the claims compare, from `fnnbench.nn`:",
@@ -388,3 +532,42 @@ def index_page(
         ]
     lines += ["## Provenance", "", md_table(["", ""], [[k, v] for k, v in provenance.items()]), ""]
     return "\n".join(lines)
+
+
+README_START = "<!-- verdicts:start -->"
+README_END = "<!-- verdicts:end -->"
+
+
+def readme_table(results: Sequence[ClaimResult]) -> str:
+    """The README's claims table: one row per primary comparison (generated, never edited)."""
+    rows = []
+    for r in results:
+        for x in r.primary:
+            pub = "-"
+            if x.published is not None:
+                where = {True: "in the CI", False: "outside the CI", None: "no CI"}
+                pub = md_escape(f"{x.number(x.published)} ({where[x.published_in_ci]})")
+            rows.append(
+                [
+                    md_escape(r.claim.id),
+                    r.verdict,
+                    md_escape(x.label),
+                    x.verdict,
+                    effect_text(x),
+                    pub,
+                ]
+            )
+    return md_table(
+        ["claim", "verdict", "comparison", "comparison verdict", "effect [95% CI]", "published"],
+        rows,
+    )
+
+
+def replace_readme_block(text: str, table: str) -> str:
+    """``text`` with the block between the verdict markers replaced by ``table``
+    (ValueError when the markers are missing or out of order)."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {README_START} ... {README_END} block")
+    head = text[: start + len(README_START)]
+    return f"{head}\n{table}\n{text[end:]}"

@@ -229,6 +229,44 @@ def time_to_target(
     return fig
 
 
+def kaplan_meier(
+    df: pd.DataFrame,
+    *,
+    title: str,
+    hue_title: str | None,
+    order: Sequence[str],
+    max_panels: int = 6,
+) -> Figure | None:
+    """Step curves of the share of runs that reached the target by time t (Kaplan-Meier,
+    censored runs leave the risk set at their budget), one panel per (metric, group)."""
+    if df.empty:
+        return None
+    keys = list(dict.fromkeys(zip(df["metric"], df["group"], strict=True)))[:max_panels]
+    palette = sns.color_palette("colorblind", max(3, len(order) or 3))
+    colour = {lv: palette[i % len(palette)] for i, lv in enumerate(order)}
+    with sns.axes_style(STYLE):
+        fig, axes = _grid(len(keys), 4.4, 3.6)
+        for ax, (metric, group) in zip(axes, keys, strict=True):
+            d = df[(df["metric"] == metric) & (df["group"] == group)]
+            for i, level in enumerate(hue_order(order, d["level"])):
+                g = d[d["level"] == level]
+                k, n = int(g["n_reached"].iloc[0]), int(g["n"].iloc[0])
+                ax.step(
+                    g["t"], g["reached"], where="post",
+                    color=colour.get(level, palette[i % len(palette)]),
+                    label=f"{level} ({k}/{n} reached)",
+                )  # fmt: skip
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel(metric_label(metric))
+            ax.set_ylabel("share of runs at target")
+            if group:
+                ax.set_title(group, fontsize="medium")
+            _legend(ax, hue_title)
+        fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+
 def layer_heatmaps(
     mats: dict[str, dict[str, pd.DataFrame]], *, title: str, kinds: dict[str, tuple[str, bool]]
 ) -> Figure | None:

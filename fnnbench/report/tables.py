@@ -25,8 +25,10 @@ from fnnbench.claims import (
     Claim,
     ClaimResult,
     arm_values,
+    common_budget,
     counting_mask,
     diverged_mask,
+    km_curve,
     runs_for_arm,
     wilson_interval,
 )
@@ -125,7 +127,7 @@ def used_runs(result: ClaimResult, runs: pd.DataFrame, *, tuned: bool = True) ->
         if c.spec is None:
             continue
         for arm in ("a", "b"):
-            r = runs_for_arm(c.spec, runs, arm, tuned=tuned)
+            r = runs_for_arm(c.spec, runs, arm, tuned=tuned, tune_seeds=result.claim.tune_seeds)
             if len(r):
                 spec = c.spec.a if arm == "a" else c.spec.b
                 frames.append(r.assign(arm=arm_name(spec), group=group, primary=c.primary))
@@ -168,11 +170,12 @@ def time_to_target(result: ClaimResult, runs: pd.DataFrame) -> pd.DataFrame:
         comp = c.spec
         if comp is None or comp.effect == "rate" or not comp.metric:
             continue
+        budget = common_budget(comp, runs)
         for side in ("a", "b"):
-            r = runs_for_arm(comp, runs, side)
+            r = runs_for_arm(comp, runs, side, tune_seeds=result.claim.tune_seeds)
             if not len(r):
                 continue
-            av = arm_values(comp, r)
+            av = arm_values(comp, r, budget)
             rows.append(
                 pd.DataFrame(
                     {
@@ -193,6 +196,31 @@ def time_to_target(result: ClaimResult, runs: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(rows, ignore_index=True)
     out = out.sort_values("primary", ascending=False, kind="stable")
     return out.drop_duplicates(["metric", "group", "run_id"])[cols].reset_index(drop=True)
+
+
+def kaplan_meier(ttt: pd.DataFrame) -> pd.DataFrame:
+    """Kaplan-Meier curves of time to target per (metric, group, level) of
+    :func:`time_to_target`: ``metric, group, primary, level, t, reached, n, n_reached`` with
+    ``reached`` = 1 - S(t) (:func:`fnnbench.claims.km_curve`, scipy's ``ecdf`` on censored
+    data), from (0, 0) flat to the largest time observed (a level without a reached run is a
+    flat line at 0)."""
+    cols = ["metric", "group", "primary", "level", "t", "reached", "n", "n_reached"]
+    rows = []
+    if ttt.empty:
+        return pd.DataFrame(columns=cols)
+    for (metric, group, level), g in ttt.groupby(["metric", "group", "level"], sort=False):
+        v = g["value"].to_numpy(dtype=float)
+        cens = g["censored"].to_numpy(dtype=bool)
+        t, f = km_curve(v, cens)
+        n, k = int(np.isfinite(v).sum()), int((~cens & np.isfinite(v)).sum())
+        prim = bool(g["primary"].any())
+        points = [(0.0, 0.0), *zip(t.tolist(), f.tolist(), strict=True)]
+        end = float(np.nanmax(v)) if np.isfinite(v).any() else 0.0
+        if end > points[-1][0]:  # flat to the last time observed (the budget)
+            points.append((end, points[-1][1]))
+        for ti, fi in points:
+            rows.append([metric, group, prim, level, ti, fi, n, k])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def ranking(ttt: pd.DataFrame, metric: str | None, better: str | None) -> pd.DataFrame:

@@ -38,6 +38,7 @@ def tracking_uri(explicit: str | None = None) -> str:
 TAG_OUTCOME = "fnnbench.outcome"  # one of OUTCOMES
 TAG_SWEEP = "fnnbench.sweep"  # the claim sweep's file name (sweep=<id>)
 TAG_CLAIM = "fnnbench.claim"  # the claim id of a claim sweep
+TAG_SWEEP_SHA256 = "fnnbench.sweep_sha256"  # sha256 of the claim file the run was made with
 TAG_OVERRIDES = "fnnbench.overrides"  # the job's (or the sweep's) override string
 TAG_CONFIG_HASH = "fnnbench.config_hash"  # sha256 of the resolved config (skip-finished key)
 TAG_ERROR = "fnnbench.error"  # why a run FAILED / was KILLED

@@ -47,6 +47,7 @@ from fnnbench.tracking.names import (
     TAG_PARENT,
     TAG_SKIPPED_PREFIX,
     TAG_SWEEP,
+    TAG_SWEEP_SHA256,
     skipped_line,
 )
 from fnnbench.tracking.store import (
@@ -404,6 +405,9 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
         tags[TAG_CLAIM] = str(claim)
     if sweep:
         tags[TAG_SWEEP] = str(sweep)
+        digest = sweep_sha256(sweep)
+        if digest:
+            tags[TAG_SWEEP_SHA256] = digest
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
@@ -423,6 +427,16 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
         raise
     else:
         job._end("FINISHED")
+
+
+def sweep_sha256(sweep: str | None) -> str | None:
+    """sha256 of the claim file ``sweeps/<sweep>.yaml`` (None when there is no such file)."""
+    from fnnbench.paths import SWEEPS_DIR, file_sha256
+
+    if not sweep:
+        return None
+    path = Path(SWEEPS_DIR) / f"{sweep}.yaml"
+    return file_sha256(path) if path.is_file() else None
 
 
 def _sweep_choice(hc) -> str | None:

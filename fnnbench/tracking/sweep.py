@@ -49,9 +49,10 @@ from fnnbench.tracking.names import (
     TAG_PARENT,
     TAG_SKIPPED_PREFIX,
     TAG_SWEEP,
+    TAG_SWEEP_SHA256,
     count_tag,
 )
-from fnnbench.tracking.run import enabled
+from fnnbench.tracking.run import enabled, sweep_sha256
 from fnnbench.tracking.store import (
     TrackingError,
     experiment_id,
@@ -205,6 +206,9 @@ class SweepCallback(Callback):
                      TAG_OVERRIDES: records.clip_tag(" ".join(info["overrides"]))})
         if info["sweep"]:
             tags[TAG_SWEEP] = str(info["sweep"])
+            digest = sweep_sha256(info["sweep"])
+            if digest:
+                tags[TAG_SWEEP_SHA256] = digest
         if info["claim"]:
             tags[TAG_CLAIM] = str(info["claim"])
         if info["n_jobs"] is not None:
