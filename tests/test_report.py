@@ -1049,3 +1049,21 @@ def test_cli_readme_option_rewrites_the_block(store, tmp_path, capsys):
     for r in (r for r in rows if r["primary"]):
         assert f"| {r['claim']} | {r['claim_verdict']} | " in text
         assert f" | {r['verdict']} | " in text
+
+
+def test_success_rate_figure_draws_rates_of_zero_and_one_on_their_wilson_bounds():
+    """A rate of 1 (or 0) equals its Wilson bound up to rounding; the error bar must not go
+    negative (matplotlib refuses a yerr of -1e-17: the figure was skipped once)."""
+    from fnnbench.claims import wilson_interval
+    from fnnbench.report import plots
+
+    rows = []
+    for level, k, n in (("2 units", 40, 40), ("8 units", 0, 40), ("4 units", 13, 40)):
+        lo, hi = wilson_interval(k, n)
+        if k == n:  # what rounding can give: the bound a hair inside the rate
+            hi = np.nextafter(1.0, 0.0)
+        if k == 0:
+            lo = np.nextafter(0.0, 1.0)
+        rows.append({"level": level, "k": k, "n": n, "rate": k / n, "low": lo, "high": hi})
+    fig = plots.success_rate(pd.DataFrame(rows), title="t", ylabel="share", hue_title=None)
+    assert fig is not None

@@ -438,7 +438,8 @@ def success_rate(
         x = np.arange(len(df))
         colors = sns.color_palette(n_colors=len(df))
         ax.bar(x, df["rate"], color=colors, width=0.6)
-        yerr = np.vstack([df["rate"] - df["low"], df["high"] - df["rate"]])
+        # a rate of 0 or 1 sits on its Wilson bound up to rounding: clip what matplotlib refuses
+        yerr = np.clip(np.vstack([df["rate"] - df["low"], df["high"] - df["rate"]]), 0.0, None)
         ax.errorbar(x, df["rate"], yerr=yerr, fmt="none", ecolor="black", capsize=5)
         for xi, (k, n, hi) in enumerate(zip(df["k"], df["n"], df["high"], strict=True)):
             ax.text(
