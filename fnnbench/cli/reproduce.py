@@ -62,6 +62,22 @@ def run_sweep(claim, *, quick: bool, jobs: int, env: dict, extra: list[str]) -> 
     return counts
 
 
+def _recover(uri: str) -> None:
+    """Before the sweeps: runs an earlier, killed reproduction left RUNNING are ended
+    (fnnbench.tracking.reaper); never stops the reproduction (one line on error)."""
+    from fnnbench.tracking.reaper import recover_store
+
+    try:
+        line = recover_store(uri)
+    except Exception as exc:
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        print(f"fnnbench.reproduce: could not check {uri} for runs left RUNNING: {first}",
+              file=sys.stderr, flush=True)
+        return
+    if line:
+        print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fnnbench.reproduce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracking_uri:
         env[ENV_MLFLOW_URI] = args.tracking_uri
     uri = env.get(ENV_MLFLOW_URI) or tracking_uri()
+    _recover(uri)
     profile = "quick" if args.quick else "full"
     print(f"fnnbench.reproduce: {len(claims)} claims, {profile} profile, {args.jobs} workers, "
           f"store {uri}", flush=True)

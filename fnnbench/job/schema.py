@@ -166,6 +166,8 @@ TRACKING_KEYS: dict[str, Check] = {
     "flush_every": integer(1, 1_000_000),
     "flush_seconds": number(0.0, 86_400.0),
     "fast_metrics": boolean,
+    "heartbeat_seconds": number(0.0, 86_400.0, lo_open=True),
+    "stale_seconds": number(0.0, 30 * 86_400.0, lo_open=True),
 }
 
 # Largest network and data a job may build: parameters, and activation values of one pass over

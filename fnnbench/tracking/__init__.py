@@ -12,7 +12,10 @@ Public API (the job layer and the tests use exactly these):
 
 Modules: `names` (tag keys, outcomes, default URI, the job summary line), `store` (URI, store,
 experiment), `records` (params, hash, tags), `run` (the run of a job), `sweep` (the Hydra
-callback, parent runs), `model` (the pyfunc model), `fastsql` (bulk metric insert on SQL).
+callback, parent runs), `model` (the pyfunc model), `fastsql` (bulk metric insert on SQL),
+`liveness` (which process writes a run, is it alive), `reaper` (end runs dead processes left
+RUNNING), `spool` (what an unreachable server missed, replayed later); ``python -m
+fnnbench.tracking doctor [--fix]`` lists and ends orphaned runs.
 The names above are loaded on first use (PEP 562), so ``from fnnbench.tracking import names``
 loads neither Hydra nor MLflow; MLflow itself is imported only when a run is opened.
 """
@@ -33,7 +36,8 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-_MODULES = ("names", "store", "records", "run", "sweep", "model", "fastsql")
+_MODULES = ("names", "store", "records", "run", "sweep", "model", "fastsql", "liveness",
+            "reaper", "spool")
 
 
 def __getattr__(name: str) -> Any:

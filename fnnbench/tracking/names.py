@@ -26,6 +26,11 @@ ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"  # MLflow's own variable: wins over the d
 ENV_URI = "FNNBENCH_TRACKING_URI"  # set by the launching process: the URI every job uses
 ENV_PARENT = "FNNBENCH_PARENT_RUN_ID"  # parent run of the sweep (set by SweepCallback)
 ENV_SWEEP_KEYS = "FNNBENCH_SWEEP_KEYS"  # comma-separated keys the sweep varies (run names)
+ENV_LAUNCHER = "FNNBENCH_LAUNCHER"  # "<host> <pid> <start>" of the sweep's launching process
+ENV_SPOOL_DIR = "FNNBENCH_SPOOL_DIR"  # where jobs spool what an unreachable server missed
+DEFAULT_SPOOL_DIR = ".fnnbench-spool"  # in the launching process's working directory
+HEARTBEAT_SECONDS = 30.0  # a running job refreshes TAG_HEARTBEAT at most this often
+STALE_SECONDS = 900.0  # a run on another host without a heartbeat for this long is dead
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -45,6 +50,10 @@ TAG_ERROR = "fnnbench.error"  # why a run FAILED / was KILLED
 TAG_HOST = "fnnbench.host"
 TAG_VERSIONS = "fnnbench.versions"
 TAG_PARENT = "fnnbench.parent"  # "true" on a sweep's parent run
+TAG_PID = "fnnbench.pid"  # the process that writes the run (job: the worker; parent: launcher)
+TAG_PID_START = "fnnbench.pid_start"  # that process's start time (/proc/<pid>/stat starttime)
+TAG_HEARTBEAT = "fnnbench.heartbeat"  # unix seconds of the writer's last sign of life
+TAG_REAPED = "fnnbench.reaped"  # why a run left RUNNING by a dead process was ended KILLED
 TAG_SKIPPED_PREFIX = "fnnbench.skipped."  # + config hash prefix: a parent's record of a skip
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 PARENT_COUNTS = ("n_jobs", "n_finished", "n_failed", "n_killed", "n_diverged", "n_skipped")

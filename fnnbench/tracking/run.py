@@ -10,10 +10,22 @@ FAILED plus tag `fnnbench.error` on an exception, KILLED on KeyboardInterrupt (a
 BaseException); the exception is re-raised, metrics logged so far are kept, and the run never
 stays RUNNING (SIGINT/SIGTERM arriving while the run is being closed are delivered after).
 
+An error while closing the run on an exception is one line on stderr and never replaces that
+exception (an interrupt stays an interrupt: KILLED, exit 130).
+
 Per-epoch metrics are buffered and written with `MlflowClient.log_batch` (<= 1000 metrics a
 call) every `tracking.flush_every` epochs or `tracking.flush_seconds`, whichever comes first,
-and at the end. Non-finite values are logged as they are: MLflow stores NaN as NaN, and SQL
-stores clamp +-inf to +-1.7976931348623157e308.
+and at the end. Summary metrics are logged once at the step of the last epoch (a summary key
+that is also a per-epoch metric of that epoch, train_seconds, keeps the per-epoch value).
+
+Crash consistency: the run is tagged with its process (host, pid, start time) and a heartbeat
+refreshed with the flushes (liveness.py), so `reaper.py` can end it KILLED if the process dies
+without closing it; in a sweep worker on the launching host the job stops (KILLED) once the
+launching process is gone; when an http(s) tracking server stops answering, the rest of the
+run goes to a local spool file replayed later (spool.py).
+
+Non-finite values are logged as they are: MLflow stores NaN as NaN, and SQL stores clamp +-inf
+to +-1.7976931348623157e308.
 """
 
 from __future__ import annotations
@@ -34,14 +46,17 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from fnnbench.tracking import records
+from fnnbench.tracking import liveness, records
 from fnnbench.tracking.names import (
+    ENV_LAUNCHER,
     ENV_PARENT,
     ENV_SWEEP_KEYS,
     ENV_URI,
+    HEARTBEAT_SECONDS,
     TAG_CLAIM,
     TAG_CONFIG_HASH,
     TAG_ERROR,
+    TAG_HEARTBEAT,
     TAG_OUTCOME,
     TAG_OVERRIDES,
     TAG_PARENT,
@@ -51,9 +66,11 @@ from fnnbench.tracking.names import (
     skipped_line,
 )
 from fnnbench.tracking.store import (
+    check_server,
     experiment_id,
     experiment_name,
     prepare,
+    scheme_of,
     tune_sqlite,
     with_retry,
 )
@@ -130,7 +147,15 @@ class JobRun:
         self.flush_seconds = float(tcfg.get("flush_seconds") or 10.0)
         self.log_artifacts = bool(tcfg.get("log_artifacts", True))
         self.log_model = bool(tcfg.get("log_model", True))
+        self.heartbeat_seconds = float(tcfg.get("heartbeat_seconds") or HEARTBEAT_SECONDS)
+        self._last_beat = time.time()
+        self._launcher = liveness.decode(os.environ.get(ENV_LAUNCHER))
+        self._launcher_checked = time.monotonic()
+        self.spool = None  # a spool.Spool once the tracking server stopped answering
+        self._stop_reason = ""  # why the job stopped itself (tag fnnbench.error of KILLED)
         self._buffer: list = []
+        self._last_step = 0  # the step (epoch) of the last on_epoch_end
+        self._last_keys: set[str] = set()  # the metrics of that epoch
         self._epochs_buffered = 0
         self._last_flush = time.monotonic()
         self.n_metrics_logged = 0
@@ -151,8 +176,10 @@ class JobRun:
             return
         from mlflow.entities import Metric
 
+        self._check_launcher()
         timestamp = int(time.time() * 1000)
         step = int(epoch)
+        self._last_step, self._last_keys = step, set(metrics)
         for key, value in metrics.items():
             try:
                 x = float(value)
@@ -173,34 +200,96 @@ class JobRun:
         from mlflow.entities import Metric, RunTag
 
         timestamp = int(time.time() * 1000)
+        # summary metrics at the step of the last epoch (their latest value is the summary);
+        # a summary key that is also a per-epoch metric of that epoch (train_seconds) keeps
+        # the per-epoch value: one value per (key, step)
         self._buffer.extend(
-            Metric(k, float(v), timestamp, 0)
-            for k, v in (getattr(result, "summary", None) or {}).items() if _is_number(v))
+            Metric(k, float(v), timestamp, self._last_step)
+            for k, v in (getattr(result, "summary", None) or {}).items()
+            if _is_number(v) and k not in self._last_keys)
         # the last epochs, the summary and the outcome: one log_batch call for short jobs
         self.flush(tags=[RunTag(TAG_OUTCOME, str(getattr(result, "outcome", "unknown")))])
         if self.log_artifacts:
             self._log_artifacts(result)
 
     def flush(self, tags: Sequence = ()) -> None:
-        """Write buffered metrics (and `tags`) with log_batch, at most 1000 metrics a call."""
+        """Write buffered metrics (and `tags`) with log_batch, at most 1000 metrics a call;
+        with a heartbeat tag at most every `heartbeat_seconds`. When the tracking server
+        stops answering, what is left goes to the run's spool file (spool.py)."""
         if self.run_id is None:
             return
+        from mlflow.entities import RunTag
+
         tags = list(tags)
+        if time.time() - self._last_beat >= self.heartbeat_seconds:
+            self._last_beat = time.time()
+            tags.append(RunTag(TAG_HEARTBEAT, str(int(self._last_beat))))
+        if self.spool is not None:
+            self.spool.batch(metrics=self._buffer, tags=tags)
+            self._reset_buffer()
+            return
         batches = list(records.chunks(self._buffer, records.METRICS_PER_BATCH))
-        if self._fast is not None and batches:
-            for metrics in batches:
-                self._write_fast(metrics)
-            batches = []
-        if tags and not batches:
-            batches = [[]]
-        for i, metrics in enumerate(batches):
-            last = i == len(batches) - 1
-            with_retry(self.client.log_batch, self.run_id, metrics=metrics,
-                       tags=tags if last else [])
-            self.n_metrics_logged += len(metrics)
+        fast = self._fast is not None
+        if not fast and not batches and tags:
+            batches = [[]]  # tags only
+        done = 0  # batches written
+        try:
+            for i, metrics in enumerate(batches):
+                last = i == len(batches) - 1
+                if fast:
+                    self._write_fast(metrics)
+                else:
+                    with_retry(self.client.log_batch, self.run_id, metrics=metrics,
+                               tags=tags if last else [])
+                    self.n_metrics_logged += len(metrics)
+                done += 1
+            if fast and tags:
+                with_retry(self.client.log_batch, self.run_id, tags=tags)
+        except Exception as exc:
+            if not self._start_spooling(exc):
+                raise
+            self.spool.batch(metrics=[m for b in batches[done:] for m in b], tags=tags)
+        self._reset_buffer()
+
+    def _reset_buffer(self) -> None:
         self._buffer = []
         self._epochs_buffered = 0
         self._last_flush = time.monotonic()
+
+    def _start_spooling(self, exc: BaseException) -> bool:
+        """True (and spooling from now on) when `exc` came from a tracking server that no
+        longer answers GET /health; False for any other error (the caller raises it)."""
+        if self.spool is not None:
+            return True
+        if scheme_of(self.uri or "") not in ("http", "https"):
+            return False
+        try:
+            check_server(self.uri, timeout=5.0)
+        except Exception:
+            from fnnbench.tracking.spool import Spool
+
+            self.spool = Spool(self.uri, self.run_id)
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+            print(f"fnnbench: tracking server {self.uri} unreachable ({first}); run "
+                  f"{self.run_id} is spooled to {self.spool.path} and replayed when the "
+                  "server is back", file=sys.stderr, flush=True)
+            return True
+        return False
+
+    def _check_launcher(self) -> None:
+        """In a worker process of a sweep on this host: stop (KeyboardInterrupt, the run ends
+        KILLED) once the sweep's launching process is gone (kill -9, OOM). Checked at most once
+        a second."""
+        launcher = self._launcher
+        if launcher is None or launcher[1] == os.getpid() or launcher[0] != liveness.host():
+            return
+        if time.monotonic() - self._launcher_checked < 1.0:
+            return
+        self._launcher_checked = time.monotonic()
+        if not liveness.pid_alive(launcher[1], launcher[2]):
+            self._launcher = None
+            self._stop_reason = f"the sweep's launching process {launcher[1]} is gone"
+            raise KeyboardInterrupt(self._stop_reason)
 
     def _write_fast(self, metrics: list) -> None:
         """One bulk insert (fastsql); on any error this batch goes through log_batch."""
@@ -215,6 +304,9 @@ class JobRun:
     def _log_artifacts(self, result) -> None:
         """config.yaml, history.csv, params.npz and model/: written in place when the run's
         artifact store is a local directory, else in a temp dir uploaded with log_artifacts."""
+        if self.spool is not None:
+            self._spool_artifacts(result)
+            return
         local = _local_dir(self.artifact_uri)
         if local is not None:
             local.mkdir(parents=True, exist_ok=True)
@@ -222,7 +314,18 @@ class JobRun:
             return
         with tempfile.TemporaryDirectory(prefix="fnnbench-") as tmp:
             self._write_artifacts(result, Path(tmp))
-            with_retry(self.client.log_artifacts, self.run_id, tmp)
+            try:
+                with_retry(self.client.log_artifacts, self.run_id, tmp)
+            except Exception as exc:
+                if not self._start_spooling(exc):
+                    raise
+                self._spool_artifacts(result)
+
+    def _spool_artifacts(self, result) -> None:
+        out = self.spool.artifact_dir
+        out.mkdir(parents=True, exist_ok=True)
+        self._write_artifacts(result, out)
+        self.spool.artifacts()
 
     def _write_artifacts(self, result, out: Path) -> None:
         import yaml
@@ -254,9 +357,34 @@ class JobRun:
             except Exception as flush_exc:
                 print(f"fnnbench: could not write buffered metrics of run {self.run_id}: "
                       f"{records.clip_tag(flush_exc).splitlines()[0]}", file=sys.stderr)
-            if exc is not None and status == "FAILED":
+            if self.spool is None and exc is not None and status == "FAILED":
                 self._log_error(exc)
-            with_retry(self.client.set_terminated, self.run_id, status)
+            if self.spool is None and status == "KILLED" and self._stop_reason:
+                with_retry(self.client.set_tag, self.run_id, TAG_ERROR, self._stop_reason)
+            if self.spool is None:
+                try:
+                    with_retry(self.client.set_terminated, self.run_id, status)
+                    return
+                except Exception as end_exc:
+                    if not self._start_spooling(end_exc):
+                        raise
+            if exc is not None and status == "FAILED":
+                from mlflow.entities import RunTag
+
+                message = records.clip_tag(f"{type(exc).__name__}: {exc}")
+                self.spool.batch(tags=[RunTag(TAG_ERROR, message)])
+            self.spool.end(status)
+
+    def _end_quietly(self, status: str, exc: BaseException) -> None:
+        """`_end` on the way out of an exception: an error while closing the run is one
+        line on stderr and never replaces the exception being raised (an interrupt stays an
+        interrupt: KILLED, exit 130)."""
+        try:
+            self._end(status, exc)
+        except Exception as end_exc:
+            first = (str(end_exc).strip() or type(end_exc).__name__).splitlines()[0]
+            print(f"fnnbench: could not close run {self.run_id} as {status}: "
+                  f"{type(end_exc).__name__}: {first}", file=sys.stderr, flush=True)
 
     def _log_error(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -410,20 +538,29 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
             tags[TAG_SWEEP_SHA256] = digest
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
+    tags.update(liveness.identity())  # host, pid, start time, heartbeat: see reaper.py
     run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
     job = JobRun(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
               artifact_uri=run.info.artifact_uri)
     try:
-        _log_params(client, job.run_id, cfg)
+        try:
+            _log_params(client, job.run_id, cfg)
+        except Exception as exc:
+            if not job._start_spooling(exc):
+                raise
+            from mlflow.entities import Param
+
+            job.spool.batch(params=[Param(k, v) for k, v in records.flatten(
+                records.resolved(cfg)).items()])
         yield job
     except KeyboardInterrupt as exc:
-        job._end("KILLED", exc)
+        job._end_quietly("KILLED", exc)
         raise
     except Exception as exc:
-        job._end("FAILED", exc)
+        job._end_quietly("FAILED", exc)
         raise
     except BaseException as exc:  # SystemExit, GeneratorExit: the job was stopped
-        job._end("KILLED", exc)
+        job._end_quietly("KILLED", exc)
         raise
     else:
         job._end("FINISHED")

@@ -329,3 +329,7 @@ def reset_cache() -> None:
     _EXPERIMENTS.clear()
     _PREPARED.clear()
     _TUNED.clear()
+
+
+first_line = _first_line  # public names for the doctor command (fnnbench.tracking.__main__)
+sqlite_path = _sqlite_path

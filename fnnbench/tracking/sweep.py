@@ -8,7 +8,9 @@ Registered in conf/config.yaml:
           _target_: fnnbench.tracking.SweepCallback
 
 on_multirun_start (launching process, before any job): prepare the store once (this is what
-makes parallel first writers safe), create the parent run (tags fnnbench.parent=true,
+makes parallel first writers safe), replay the spool of runs an unreachable server missed and
+end the runs dead processes left RUNNING (reaper.py; one line when it ended any), create the
+parent run (tagged with the launching process: host, pid, start time) (tags fnnbench.parent=true,
 fnnbench.sweep, fnnbench.claim, fnnbench.overrides, fnnbench.n_jobs) and hand it to the jobs
 through FNNBENCH_PARENT_RUN_ID / FNNBENCH_TRACKING_URI / FNNBENCH_SWEEP_KEYS (joblib/loky
 and submitit workers inherit the environment; on_job_start sets it again in a worker process
@@ -16,12 +18,14 @@ from this callback, which the launcher pickles with the job; MLFLOW_RUN_ID is ne
 With a submitit launcher it prints where the jobs' output goes. The parent stays RUNNING
 while the jobs run.
 
-on_multirun_end: count the children from MLflow (FINISHED, FAILED, KILLED, diverged) and the
+on_multirun_end: replay the spool of jobs that ended while the server was down, count the
+children from MLflow (FINISHED, FAILED, KILLED, diverged) and the
 skipped jobs (parent tags fnnbench.skipped.*), tag the parent, print one summary line, set the
 parent's status: KILLED if a job was killed, else FAILED if a job failed, else FINISHED.
 Hydra skips on_multirun_end when the sweep raises (a failed job makes the basic sweeper raise
 after the batch; Ctrl-C); an atexit hook then does the same, so no run is left RUNNING.
-A prepare() failure prints one line to stderr and exits with status 2.
+A prepare() failure prints one line to stderr and exits with status 2; an error at the sweep's
+end is one line on stderr (never Hydra's multi-line warning).
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from fnnbench.tracking import records
+from fnnbench.tracking import liveness, records
 from fnnbench.tracking.names import (
     DIVERGED,
+    ENV_LAUNCHER,
     ENV_PARENT,
+    ENV_SPOOL_DIR,
     ENV_SWEEP_KEYS,
     ENV_URI,
     PARENT_COUNTS,
+    STALE_SECONDS,
     TAG_CLAIM,
     TAG_ERROR,
     TAG_OUTCOME,
@@ -53,6 +60,7 @@ from fnnbench.tracking.names import (
     count_tag,
 )
 from fnnbench.tracking.run import enabled, sweep_sha256
+from fnnbench.tracking.spool import spool_dir
 from fnnbench.tracking.store import (
     TrackingError,
     experiment_id,
@@ -166,6 +174,39 @@ def _prepare_or_exit(tracking_cfg: Mapping | None) -> str:
         raise SystemExit(2) from None
 
 
+def _replay(uri: str | None, directory: str | None) -> None:
+    """Replay the spool of `uri` (one line on stderr per file that cannot be replayed yet)."""
+    from fnnbench.tracking import spool
+
+    if uri and spool.pending(directory or None, uri=uri):
+        done = spool.replay(directory or None, uri=uri)
+        if done:
+            print(f"fnnbench: replayed the spool of {len(done)} run(s) to {uri}", flush=True)
+
+
+def _recover(uri: str, exp_id: str, directory: str, stale_seconds: Any = None) -> None:
+    """Before a sweep: replay spools, end the runs dead processes left RUNNING (reaper.py).
+    Never stops the sweep: an error is one line on stderr."""
+    from mlflow import MlflowClient
+
+    from fnnbench.tracking.reaper import reap
+
+    try:
+        _replay(uri, directory)
+        stale = float(stale_seconds) if stale_seconds else STALE_SECONDS
+        orphans = reap(MlflowClient(uri), exp_id, fix=True, stale_seconds=stale)
+    except Exception as exc:
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        print(f"fnnbench: could not check for runs left RUNNING: {type(exc).__name__}: "
+              f"{first}", file=sys.stderr, flush=True)
+        return
+    if orphans:
+        n_parents = sum(o.parent for o in orphans)
+        print(f"fnnbench: ended {len(orphans) - n_parents} run(s) and {n_parents} sweep "
+              f"parent run(s) left RUNNING by processes that are gone (KILLED, tag "
+              f"fnnbench.reaped; their metrics are kept)", flush=True)
+
+
 class SweepCallback(Callback):
     """Hydra callback: the parent run of a multirun; the store prepared before any job."""
 
@@ -178,6 +219,8 @@ class SweepCallback(Callback):
         self._saved_env: dict[str, str | None] = {}
         self._pid = os.getpid()
         self._keys = ""
+        self._launcher = ""  # liveness.encode() of the launching process
+        self._spool_dir = ""
         self.job_logs: str | None = None  # where a submitit launcher's jobs write their output
 
     # -- single runs ------------------------------------------------------------------------
@@ -185,13 +228,25 @@ class SweepCallback(Callback):
         if not enabled(config):
             return
         uri = _prepare_or_exit(config.get("tracking"))
-        self._set_env({ENV_URI: uri, ENV_PARENT: None, ENV_SWEEP_KEYS: None})
+        self._set_env({ENV_URI: uri, ENV_PARENT: None, ENV_SWEEP_KEYS: None,
+                       ENV_SPOOL_DIR: str(spool_dir())})
 
     def on_run_end(self, config, **kwargs: Any) -> None:
         self._restore_env()
 
     # -- sweeps -----------------------------------------------------------------------------
     def on_multirun_start(self, config, **kwargs: Any) -> None:
+        """start(); an error after the store is prepared is one line on stderr (never Hydra's
+        multi-line warning) and the sweep runs without a parent run."""
+        try:
+            self.start(config)
+        except Exception as exc:
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            print(f"fnnbench: could not create the sweep's parent run: "
+                  f"{type(exc).__name__}: {first}", file=sys.stderr, flush=True)
+
+    def start(self, config) -> None:
+        """Prepare the store, recover from crashes, create the parent run (module docstring)."""
         if not enabled(config):
             return
         from mlflow import MlflowClient
@@ -200,8 +255,12 @@ class SweepCallback(Callback):
         uri = _prepare_or_exit(tcfg)
         exp_id = experiment_id(uri, experiment_name(tcfg))
         client = MlflowClient(uri)
+        self._spool_dir = str(spool_dir())
+        self._launcher = liveness.encode()
+        _recover(uri, exp_id, self._spool_dir, (tcfg or {}).get("stale_seconds"))
         info = sweep_info(config)
         tags = records.context_tags()
+        tags.update(liveness.identity())  # the launching process: see reaper.py
         tags.update({TAG_PARENT: "true",
                      TAG_OVERRIDES: records.clip_tag(" ".join(info["overrides"]))})
         if info["sweep"]:
@@ -218,7 +277,8 @@ class SweepCallback(Callback):
         self.parent_run_id = run.info.run_id
         self.summary = None
         self._keys = ",".join(info["keys"])
-        self._set_env({ENV_URI: uri, ENV_PARENT: self.parent_run_id, ENV_SWEEP_KEYS: self._keys})
+        self._set_env({ENV_URI: uri, ENV_PARENT: self.parent_run_id, ENV_SWEEP_KEYS: self._keys,
+                       ENV_LAUNCHER: self._launcher, ENV_SPOOL_DIR: self._spool_dir})
         self._pid = os.getpid()
         atexit.register(self._at_exit)
         n = "" if info["n_jobs"] is None else f"{info['n_jobs']} jobs, "
@@ -238,11 +298,17 @@ class SweepCallback(Callback):
         if self.parent_run_id is None or os.getpid() == self._pid:
             return
         os.environ.update({ENV_URI: self.uri or "", ENV_PARENT: self.parent_run_id,
-                           ENV_SWEEP_KEYS: self._keys})
+                           ENV_SWEEP_KEYS: self._keys, ENV_LAUNCHER: self._launcher,
+                           ENV_SPOOL_DIR: self._spool_dir})
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
+        """finish(); an error is one line on stderr (never Hydra's multi-line warning)."""
         try:
             self.finish()
+        except Exception as exc:
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            print(f"fnnbench: could not close the sweep's parent run: "
+                  f"{type(exc).__name__}: {first}", file=sys.stderr, flush=True)
         finally:
             self._restore_env()
 
@@ -261,6 +327,7 @@ class SweepCallback(Callback):
         parent_id, self.parent_run_id = self.parent_run_id, None
         atexit.unregister(self._at_exit)
         self._restore_env()  # the sweep is over: its parent run is no job's parent any more
+        _replay(self.uri, self._spool_dir)  # jobs that ended while the server was down
         summary = summarize(client, self.experiment_id, parent_id)
         if ended_early == "KeyboardInterrupt":
             summary.status = "KILLED"
@@ -284,7 +351,9 @@ class SweepCallback(Callback):
         try:
             self.finish(ended_early=type(last).__name__ if last is not None else "exit")
         except Exception as exc:
-            print(f"fnnbench: could not close the sweep's parent run: {exc}", file=sys.stderr)
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            print(f"fnnbench: could not close the sweep's parent run: "
+                  f"{type(exc).__name__}: {first}", file=sys.stderr, flush=True)
         finally:
             self._restore_env()
 
