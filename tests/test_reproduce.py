@@ -82,3 +82,30 @@ def test_quick_profile_end_to_end_every_claim_gets_a_verdict(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     m = re.search(r"xor_single_neuron\s+(\d+)/(\d+) jobs\s+skipped\s+(\d+)", again.stdout)
     assert m and m.group(1) == m.group(3), again.stdout
+
+
+def test_the_job_and_sweep_lines_parse_back_to_what_was_printed():
+    from fnnbench.tracking.names import (
+        SweepCounts,
+        failed_line,
+        parse_job_line,
+        parse_sweep_line,
+        skipped_line,
+        summary_line,
+        sweep_line,
+    )
+
+    summary = {"epochs_run": 4, "final_train_loss": 0.5, "final_train_acc": 0.9,
+               "train_seconds": 1.25, "epochs_to_target": 3.5}
+    for outcome in ("reached_target", "max_epochs", "converged", "diverged"):
+        job = parse_job_line(summary_line("activation=relu,seed=3", outcome, summary))
+        assert (job.name, job.kind, job.diverged) == ("activation=relu,seed=3", outcome,
+                                                      outcome == "diverged")
+    assert parse_job_line(skipped_line("seed=1", "abc", "2")).kind == "skipped"
+    assert parse_job_line(failed_line("seed=2", ValueError("bad\nsecond line"))).kind == "failed"
+    assert parse_job_line("[2026-01-01][HYDRA] #0 : seed=0") is None
+    counts = SweepCounts(n_jobs=8, n_finished=6, n_diverged=1, n_failed=1, n_killed=0,
+                         n_skipped=1)
+    line = sweep_line("capacity", counts, "0123abcd", "FAILED")
+    assert parse_sweep_line(line) == counts
+    assert parse_job_line(line) is None and parse_sweep_line(line[:-1] + "x y") is None

@@ -23,7 +23,12 @@ import time
 from fnnbench.claims import load_claims
 from fnnbench.cli.preflight import sweep_size
 from fnnbench.paths import SWEEPS_DIR, default_reports_dir
-from fnnbench.tracking.names import ENV_MLFLOW_URI, parse_job_line, tracking_uri
+from fnnbench.tracking.names import (
+    ENV_MLFLOW_URI,
+    parse_job_line,
+    parse_sweep_line,
+    tracking_uri,
+)
 
 
 def run_sweep(claim, *, quick: bool, jobs: int, env: dict, extra: list[str]) -> dict:
@@ -38,6 +43,7 @@ def run_sweep(claim, *, quick: bool, jobs: int, env: dict, extra: list[str]) -> 
     t0 = time.perf_counter()
     counts = {"jobs": total, "done": 0, "skipped": 0, "failed": 0, "diverged": 0}
     tail: list[str] = []
+    final = None
     show_bar = sys.stderr.isatty()
     with tqdm(total=total, desc=claim.id, unit="job", disable=not show_bar, leave=False) as bar:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -46,6 +52,10 @@ def run_sweep(claim, *, quick: bool, jobs: int, env: dict, extra: list[str]) -> 
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail = (tail + [line])[-20:]
+            summary = parse_sweep_line(line)
+            if summary is not None:  # the sweep's own count from MLflow: it decides
+                final = summary
+                continue
             job = parse_job_line(line)
             if job is None:
                 continue
@@ -56,6 +66,11 @@ def run_sweep(claim, *, quick: bool, jobs: int, env: dict, extra: list[str]) -> 
                 counts["diverged"] += 1
             bar.update(1)
         rc = proc.wait()
+    if final is not None:
+        # Job lines are for the progress bar only: parallel workers share one pipe, and a
+        # worker's line can reach it split around another process's write (seen: 7/8 jobs).
+        counts.update(done=final.n_jobs, skipped=final.n_skipped,
+                      failed=final.n_failed + final.n_killed, diverged=final.n_diverged)
     counts["seconds"] = time.perf_counter() - t0
     counts["returncode"] = rc
     counts["tail"] = tail

@@ -131,3 +131,37 @@ def parse_job_line(line: str) -> JobLine | None:
     if m["failed"] is not None:
         return JobLine(m["failed"], "failed")
     return JobLine(m["name"], m["outcome"])
+
+
+# ---------------------------------------------------------------- the sweep summary line
+@dataclass(frozen=True)
+class SweepCounts:
+    """What became of a sweep's jobs, as its launching process counted them from MLflow."""
+
+    n_jobs: int
+    n_finished: int
+    n_diverged: int
+    n_failed: int
+    n_killed: int
+    n_skipped: int
+
+
+def sweep_line(name: str, counts: SweepCounts, parent_run_id: str, status: str) -> str:
+    """The line a sweep prints when it ends (counts from MLflow, not from its jobs' output)."""
+    c = counts
+    return (f"{SUMMARY_PREFIX}sweep {name}: {c.n_jobs} jobs: {c.n_finished} finished "
+            f"({c.n_diverged} diverged), {c.n_failed} failed, {c.n_killed} killed, "
+            f"{c.n_skipped} skipped; parent run {parent_run_id} {status}")
+
+
+_SWEEP_LINE = re.compile(
+    r"^fnnbench: sweep .*: (?P<n_jobs>\d+) jobs: (?P<n_finished>\d+) finished "
+    r"\((?P<n_diverged>\d+) diverged\), (?P<n_failed>\d+) failed, (?P<n_killed>\d+) killed, "
+    r"(?P<n_skipped>\d+) skipped; parent run \S+ \w+$"
+)
+
+
+def parse_sweep_line(line: str) -> SweepCounts | None:
+    """The inverse of :func:`sweep_line`; None for any other line."""
+    m = _SWEEP_LINE.match(line)
+    return None if m is None else SweepCounts(**{k: int(v) for k, v in m.groupdict().items()})

@@ -57,7 +57,9 @@ from fnnbench.tracking.names import (
     TAG_SKIPPED_PREFIX,
     TAG_SWEEP,
     TAG_SWEEP_SHA256,
+    SweepCounts,
     count_tag,
+    sweep_line,
 )
 from fnnbench.tracking.run import enabled, sweep_sha256
 from fnnbench.tracking.spool import spool_dir
@@ -89,9 +91,9 @@ class SweepSummary:
         return {count_tag(k): str(getattr(self, k)) for k in PARENT_COUNTS}
 
     def line(self, name: str, parent_run_id: str) -> str:
-        return (f"fnnbench: sweep {name}: {self.n_jobs} jobs: {self.n_finished} finished "
-                f"({self.n_diverged} diverged), {self.n_failed} failed, {self.n_killed} killed, "
-                f"{self.n_skipped} skipped; parent run {parent_run_id} {self.status}")
+        counts = SweepCounts(self.n_jobs, self.n_finished, self.n_diverged, self.n_failed,
+                             self.n_killed, self.n_skipped)
+        return sweep_line(name, counts, parent_run_id, self.status)
 
 
 def sweep_info(config: Mapping) -> dict[str, Any]:
