@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from fnnbench.claims import load_claims
+from fnnbench.claims import CLAIM_VERDICTS, load_claims
 from fnnbench.cli.preflight import sweep_size
 from fnnbench.paths import SWEEPS_DIR
 
-VERDICT = re.compile(r"^\*\*(SUPPORTED|REFUTED|INCONCLUSIVE|NO DATA)\*\*")
+VERDICT = re.compile(rf"^\*\*({'|'.join(CLAIM_VERDICTS)})\*\*")
 
 
 def test_every_claim_has_a_quick_profile_that_shrinks_its_sweep():
