@@ -18,6 +18,7 @@ evaluates them on a grid.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -102,6 +103,12 @@ class ClaimContext:
     @property
     def hue_title(self) -> str | None:
         return self.claim.factor
+
+    @functools.cached_property
+    def time_to_target(self) -> pd.DataFrame:
+        """Per run of every comparison: its time-to-target value or budget (tables.py), computed
+        once for the figures that draw it (box plot, Kaplan-Meier, ...)."""
+        return tables.time_to_target(self.result, self.runs)
 
     def plotted(self, *, unique: bool = False) -> pd.DataFrame:
         """The runs behind curves: the comparisons' runs (one row per group and run; one per
@@ -198,7 +205,7 @@ def _learning_curves(ctx: ClaimContext) -> tuple[Any, str] | str:
 
 
 def _time_to_target(ctx: ClaimContext) -> tuple[Any, str] | str:
-    df = tables.time_to_target(ctx.result, ctx.runs)
+    df = ctx.time_to_target
     if df.empty:
         return "no time-to-target comparison with runs"
     fig = plots.time_to_target(
@@ -219,7 +226,7 @@ def _time_to_target(ctx: ClaimContext) -> tuple[Any, str] | str:
 
 
 def _kaplan_meier(ctx: ClaimContext) -> tuple[Any, str] | str:
-    ttt = tables.time_to_target(ctx.result, ctx.runs)
+    ttt = ctx.time_to_target
     censored = {c.label for c in ctx.result.comparisons if c.spec and c.spec.censor is not None}
     groups = [
         g
@@ -244,7 +251,7 @@ def _kaplan_meier(ctx: ClaimContext) -> tuple[Any, str] | str:
 
 
 def _ranking(ctx: ClaimContext) -> tuple[Any, str] | str:
-    ttt = tables.time_to_target(ctx.result, ctx.runs)
+    ttt = ctx.time_to_target
     df = tables.ranking(ttt, ctx.claim.metric, ctx.claim.better)
     if df.empty:
         return "no ratio/difference comparison with runs"
