@@ -530,18 +530,24 @@ def _images(text: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_every_claim_has_a_page_and_the_index_links_it(report):
+def test_every_claim_with_runs_has_a_page_and_the_index_links_it(report):
     pages = report["pages"]
-    assert set(pages) == {"README", "speed", "dead", "xor", "nodata"}
+    assert set(pages) == {"README", "speed", "dead", "xor"}  # 'nodata' was never run: no page
     index = pages["README"]
-    for cid in ("speed", "dead", "xor", "nodata"):
+    for cid in ("speed", "dead", "xor"):
         assert f"]({cid}.md)" in index
+    assert "(nodata.md)" not in index
+    not_run = [ln for ln in index.splitlines() if ": not run" in ln]
+    assert not_run == [
+        "- A claim nobody ran yet (`nodata`): not run; `python -m fnnbench sweep=nodata`"
+    ]
+    assert report["summary"].not_run == ["nodata"]
     assert "## Provenance" in index and "BLAS" in index and "cores" in index
 
 
 @pytest.mark.slow
 def test_verdict_line_comes_first_then_the_table(report):
-    for cid in ("speed", "dead", "xor", "nodata"):
+    for cid in ("speed", "dead", "xor"):
         lines = [ln for ln in report["pages"][cid].splitlines() if ln.strip()]
         assert lines[0].startswith("# ")
         assert re.match(rf"\*\*({'|'.join(CLAIM_VERDICTS)})\*\* · ", lines[1]), lines[1]
@@ -621,13 +627,17 @@ def test_failed_diverged_and_censored_runs_are_counted(store, report):
 
 
 @pytest.mark.slow
-def test_claim_without_runs_says_no_data_and_how_to_produce_it(report):
-    page = report["pages"]["nodata"]
-    first = [ln for ln in page.splitlines() if ln.strip()][1]
-    assert first.startswith("**NO DATA** · no runs tagged")
-    assert "`python -m fnnbench sweep=nodata`" in first
-    assert "0 runs tagged with this claim" in page
-    assert "Learning curves: no runs" in page
+def test_claim_without_runs_gets_no_page_and_the_index_says_how_to_produce_it(report):
+    assert not (report["out"] / "nodata.md").exists()
+    assert "nodata" not in report["summary"].pages
+    index = report["pages"]["README"]
+    section = index.split("## Claims not run", 1)[1].split("\n## ", 1)[0]
+    assert [ln for ln in section.splitlines() if ln.strip()] == [
+        "- A claim nobody ran yet (`nodata`): not run; `python -m fnnbench sweep=nodata`"
+    ]
+    assert "3 claims: " in index and "1 not run (listed below)" in index
+    for name, text in report["pages"].items():  # the claims with runs have a verdict
+        assert "no runs tagged" not in text, name
 
 
 @pytest.mark.slow

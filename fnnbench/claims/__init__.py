@@ -6,7 +6,9 @@ docs/internals.md, section "Claims". The package has four modules, each usable o
 - :mod:`fnnbench.claims.schema`: what a claim is. The dataclasses (:class:`Claim`,
   :class:`Comparison`, :class:`Success`, :class:`Published`), validation of the ``claim``
   section (:func:`parse_claim`), :func:`load_claim` / :func:`load_claims`, the verdict words
-  (SUPPORTED, REFUTED, INCONCLUSIVE, NO DATA) and the other constants of the schema.
+  (SUPPORTED, REFUTED, INCONCLUSIVE, NO DATA) and the other constants of the schema, and the
+  checks of ``python -m fnnbench.claims check`` that need no Hydra
+  (:func:`claim_file_problems`, :func:`claim_problems`, :func:`arm_problems`).
 - :mod:`fnnbench.claims.stats`: the statistics, on plain arrays. Wilson and Newcombe
   intervals, the oriented effect statistics, the percentile bootstrap, censoring, and the
   verdict rules.
@@ -38,7 +40,9 @@ from fnnbench.claims.judge import (
 )
 from fnnbench.claims.schema import (
     BETTER,
+    CLAIM_KEYS,
     CLAIM_VERDICTS,
+    COMPARISON_KEYS,
     EFFECTS,
     EQUIVALENT,
     EXPECT,
@@ -47,14 +51,19 @@ from fnnbench.claims.schema import (
     NULL,
     OPS,
     PARTLY_SUPPORTED,
+    PUBLISHED_KEYS,
     REFUTED,
     RULES,
+    SUCCESS_KEYS,
     SUPPORTED,
     VERDICTS,
     Claim,
     Comparison,
     Published,
     Success,
+    arm_problems,
+    claim_file_problems,
+    claim_problems,
     load_claim,
     load_claims,
     parse_claim,
@@ -95,6 +104,8 @@ __all__ = [
     "BETTER", "CLAIM_VERDICTS", "EFFECTS", "EQUIVALENT", "EXPECT", "INCONCLUSIVE", "NO_DATA",
     "NULL", "OPS", "PARTLY_SUPPORTED", "REFUTED", "RULES", "SUPPORTED", "VERDICTS", "Claim",
     "Comparison", "Published", "Success", "load_claim", "load_claims", "parse_claim",
+    "CLAIM_KEYS", "COMPARISON_KEYS", "SUCCESS_KEYS", "PUBLISHED_KEYS", "claim_problems",
+    "claim_file_problems", "arm_problems",
     # stats
     "MIN_RUNS", "bootstrap_ci", "censor_values", "claim_verdict", "combine_verdicts",
     "comparison_verdict", "confirms", "effect_bound", "effect_statistic",

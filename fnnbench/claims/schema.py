@@ -59,6 +59,11 @@ _COMPARISON_KEYS = {
     "success", "margin", "equivalence", "published", "sesoi", "expect",
 }  # fmt: skip
 _INHERITED = ("metric", "better", "effect", "censor", "tune", "success")
+# the keys a claim file may use (docs/claims.md documents each; tests/test_claim_authoring.py)
+CLAIM_KEYS = frozenset(_CLAIM_KEYS)  # the `claim:` section
+COMPARISON_KEYS = frozenset(_COMPARISON_KEYS)  # each entry of `comparisons:`
+SUCCESS_KEYS = ("metric", "op", "value")  # `success: {metric, op, value}`
+PUBLISHED_KEYS = ("value", "text")  # `published: {value, text}` (claim level)
 
 
 @dataclass(frozen=True)
@@ -368,6 +373,80 @@ def _parse_comparison(src: str, i: int, raw: Any, defaults: dict[str, Any]) -> C
     )
 
 
+def _top_level_fields(src: str, section: Mapping) -> dict[str, Callable[[], Any]]:
+    """One check per top-level key (after the unknown and missing keys): each thunk returns
+    the key's validated value or raises the ValueError of that key. ``parse_claim`` runs them
+    in this order and stops at the first error; ``claim_problems`` runs them all."""
+
+    def quick() -> list[str]:
+        value = section.get("quick") or []
+        if not isinstance(value, list) or not all(isinstance(q, str) and "=" in q
+                                                  for q in value):
+            raise _fail(src, "quick", value, "expected a list of Hydra overrides key=value")
+        return list(value)
+
+    def tune_seeds() -> int | None:
+        value = section.get("tune_seeds")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise _fail(src, "tune_seeds", value, "expected an integer >= 1")
+        return value
+
+    def plots() -> list[str]:
+        value = section.get("plots") or []
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise _fail(src, "plots", value, "expected a list of plot names")
+        return list(value)
+
+    def better() -> str | None:
+        value = section.get("better")
+        return None if value is None else check_enum(src, "better", value, BETTER)
+
+    def comparisons() -> list:
+        if not isinstance(section["comparisons"], list):
+            raise _fail(src, "comparisons", section["comparisons"], "expected a list")
+        return section["comparisons"]
+
+    return {
+        "comparisons": comparisons,
+        "better": better,
+        "effect": lambda: check_enum(src, "effect", section.get("effect", "ratio"), EFFECTS),
+        "rule": lambda: check_enum(src, "rule", section.get("rule", "all"), RULES),
+        "quick": quick,
+        "tune_seeds": tune_seeds,
+        "plots": plots,
+        "metric": lambda: _check_str(src, "metric", section.get("metric")),
+        "censor": lambda: _parse_censor(src, "censor", section.get("censor")),
+        "tune": lambda: _check_str(src, "tune", section.get("tune")),
+        "success": lambda: _parse_success(src, "success", section.get("success")),
+        "where": lambda: _check_mapping(src, "where", section.get("where")),
+        "id": lambda: str(_check_str(src, "id", section["id"], optional=False)),
+        "statement": lambda: str(_check_str(src, "statement", section["statement"],
+                                            optional=False)),
+        "title": lambda: _check_str(src, "title", section.get("title")),
+        "source": lambda: _check_str(src, "source", section.get("source")),
+        "published": lambda: _parse_published(src, section.get("published")),
+        "protocol": lambda: _check_str(src, "protocol", section.get("protocol")),
+        "factor": lambda: _check_str(src, "factor", section.get("factor")),
+        "differs": lambda: _check_str(src, "differs", section.get("differs")),
+    }
+
+
+def _structure_problems(src: str, section: Any) -> list[ValueError]:
+    """Not a mapping, unknown keys (each), missing id/statement/comparisons (each)."""
+    if not isinstance(section, Mapping):
+        return [_fail(src, "claim", section, "expected a mapping")]
+    out = [_fail(src, k, section[k], f"unknown key (allowed: {sorted(_CLAIM_KEYS)})")
+           for k in sorted(set(section) - _CLAIM_KEYS)]
+    out += [_fail(src, k, section.get(k), "missing") for k in ("id", "statement", "comparisons")
+            if section.get(k) in (None, "", [])]
+    return out
+
+
+_DEFAULT_KEYS = ("metric", "better", "effect", "censor", "tune", "success", "where")
+
+
 def parse_claim(section: Any, src: str = "<claim>", **extra: Any) -> Claim:
     """Validate a ``claim`` mapping and build a :class:`Claim` (``src`` names it in errors).
 
@@ -375,70 +454,69 @@ def parse_claim(section: Any, src: str = "<claim>", **extra: Any) -> Claim:
     id/statement/comparisons, ``better`` not lower|higher, ``effect`` not ratio|difference|rate,
     rate without a success spec, no primary comparison.
     """
-    if not isinstance(section, Mapping):
-        raise _fail(src, "claim", section, "expected a mapping")
-    unknown = set(section) - _CLAIM_KEYS
-    if unknown:
-        k = sorted(unknown)[0]
-        raise _fail(src, k, section[k], f"unknown key (allowed: {sorted(_CLAIM_KEYS)})")
-    for k in ("id", "statement", "comparisons"):
-        if section.get(k) in (None, "", []):
-            raise _fail(src, k, section.get(k), "missing")
-    if not isinstance(section["comparisons"], list):
-        raise _fail(src, "comparisons", section["comparisons"], "expected a list")
-    better = section.get("better")
-    if better is not None:
-        check_enum(src, "better", better, BETTER)
-    effect = check_enum(src, "effect", section.get("effect", "ratio"), EFFECTS)
-    rule = check_enum(src, "rule", section.get("rule", "all"), RULES)
-    quick = section.get("quick") or []
-    if not isinstance(quick, list) or not all(isinstance(q, str) and "=" in q for q in quick):
-        raise _fail(src, "quick", quick, "expected a list of Hydra overrides key=value")
-    tune_seeds = section.get("tune_seeds")
-    if tune_seeds is not None and (
-        isinstance(tune_seeds, bool) or not isinstance(tune_seeds, int) or tune_seeds < 1
-    ):
-        raise _fail(src, "tune_seeds", tune_seeds, "expected an integer >= 1")
-    plots = section.get("plots") or []
-    if not isinstance(plots, list) or not all(isinstance(p, str) for p in plots):
-        raise _fail(src, "plots", plots, "expected a list of plot names")
-    defaults = {
-        "metric": _check_str(src, "metric", section.get("metric")),
-        "better": better,
-        "effect": effect,
-        "censor": _parse_censor(src, "censor", section.get("censor")),
-        "tune": _check_str(src, "tune", section.get("tune")),
-        "success": _parse_success(src, "success", section.get("success")),
-        "where": _check_mapping(src, "where", section.get("where")),
-    }
+    problems = _structure_problems(src, section)
+    if problems:
+        raise problems[0]
+    fields = {k: check() for k, check in _top_level_fields(src, section).items()}
+    defaults = {k: fields[k] for k in _DEFAULT_KEYS}
     comparisons = [
-        _parse_comparison(src, i, c, defaults) for i, c in enumerate(section["comparisons"])
+        _parse_comparison(src, i, c, defaults) for i, c in enumerate(fields["comparisons"])
     ]
     if not any(c.primary for c in comparisons):
         raise _fail(src, "comparisons", "...", "no primary comparison (set primary: true)")
     return Claim(
-        id=str(_check_str(src, "id", section["id"], optional=False)),
-        statement=str(_check_str(src, "statement", section["statement"], optional=False)),
+        id=fields["id"],
+        statement=fields["statement"],
         comparisons=comparisons,
-        title=_check_str(src, "title", section.get("title")),
-        source=_check_str(src, "source", section.get("source")),
-        published=_parse_published(src, section.get("published")),
-        protocol=_check_str(src, "protocol", section.get("protocol")),
-        factor=_check_str(src, "factor", section.get("factor")),
-        metric=defaults["metric"],
-        better=better,
-        effect=effect,
-        censor=defaults["censor"],
-        success=defaults["success"],
-        tune=defaults["tune"],
-        where=defaults["where"],
-        rule=rule,
-        plots=list(plots),
-        quick=list(quick),
-        tune_seeds=tune_seeds,
-        differs=_check_str(src, "differs", section.get("differs")),
+        title=fields["title"],
+        source=fields["source"],
+        published=fields["published"],
+        protocol=fields["protocol"],
+        factor=fields["factor"],
+        metric=fields["metric"],
+        better=fields["better"],
+        effect=fields["effect"],
+        censor=fields["censor"],
+        success=fields["success"],
+        tune=fields["tune"],
+        where=fields["where"],
+        rule=fields["rule"],
+        plots=fields["plots"],
+        quick=fields["quick"],
+        tune_seeds=fields["tune_seeds"],
+        differs=fields["differs"],
         **extra,
     )
+
+
+def claim_problems(section: Any, src: str = "<claim>") -> list[str]:
+    """Every problem of a ``claim`` mapping, one line each (``parse_claim`` stops at the
+    first): unknown and missing keys, each top-level key, each comparison, no primary one.
+    Empty when ``parse_claim`` accepts the section."""
+    errors = _structure_problems(src, section)
+    if errors and not isinstance(section, Mapping):
+        return [str(e) for e in errors]
+    known = {k: v for k, v in section.items() if k in _CLAIM_KEYS}
+    fields: dict[str, Any] = {}
+    if not any("missing" in str(e) for e in errors):
+        for key, check in _top_level_fields(src, known).items():
+            try:
+                fields[key] = check()
+            except ValueError as err:
+                errors.append(err)
+    if not errors:
+        defaults = {k: fields[k] for k in _DEFAULT_KEYS}
+        parsed = []
+        for i, raw in enumerate(fields["comparisons"]):
+            try:
+                parsed.append(_parse_comparison(src, i, raw, defaults))
+            except ValueError as err:
+                errors.append(err)
+        if parsed and len(parsed) == len(fields["comparisons"]) and not any(
+                c.primary for c in parsed):
+            errors.append(_fail(src, "comparisons", "...",
+                                "no primary comparison (set primary: true)"))
+    return [str(e) for e in errors]
 
 
 def _load(path: Path) -> tuple[dict, str]:
@@ -503,3 +581,117 @@ def load_claims(sweeps_dir: str | Path, ids: Sequence[str] | None = None) -> lis
             raise ValueError(f"{sweeps_dir}: no claim with id {missing[0]!r} (have {sorted(seen)})")
         claims = [c for c in claims if c.id in set(ids)]
     return claims
+
+
+# ------------------------------------------------------------------- checking a claim file
+
+
+def _key_fail(src: str, key: str, value: Any, why: str) -> str:
+    return f"{src}: key {key!r} = {value!r}: {why}"
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    what = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{path}: not valid yaml: {what}{where}"
+
+
+def claim_file_problems(path: str | Path) -> list[str]:
+    """Every problem of a claim file that can be seen without Hydra, one line each (empty:
+    ``load_claim`` accepts it and the file is a claim sweep): a missing or unreadable file,
+    invalid yaml, no ``# @package _global_`` line, no ``Protocol`` in the header, every
+    problem of the ``claim`` section (:func:`claim_problems`), an ``id`` other than the file
+    name, no ``hydra.mode: MULTIRUN``, no ``hydra.sweeper.params``."""
+    path = Path(path)
+    if not path.exists():
+        return [f"{path}: no such file"]
+    if not path.is_file():
+        return [f"{path}: not a file"]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return [f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})"]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        return [_yaml_error(path, err)]
+    if not isinstance(data, Mapping):
+        return [f"{path}: expected a yaml mapping at the top level, got "
+                f"{type(data).__name__}"]
+    src = str(path)
+    problems = []
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if first.replace(" ", "") != "#@package_global_":
+        problems.append(f"{src}: the first line must be '# @package _global_' (the sweep's keys "
+                        f"are top-level config keys), got {first[:60]!r}")
+    if "protocol" not in _read_header(text).lower():
+        problems.append(f"{src}: the header comment has no 'Protocol' part: what is measured, "
+                        "fixed before any result is looked at (see docs/claims.md)")
+    if "claim" not in data:
+        return [*problems, f"{src}: no 'claim' section"]
+    problems += claim_problems(data["claim"], src=src)
+    claim_id = data["claim"].get("id") if isinstance(data["claim"], Mapping) else None
+    if isinstance(claim_id, str) and claim_id and claim_id != path.stem:
+        problems.append(str(_fail(src, "id", claim_id, f"must be the file name without .yaml "
+                                  f"({path.stem!r}): sweep=<id> runs it")))
+    hydra = data.get("hydra") if isinstance(data.get("hydra"), Mapping) else {}
+    if hydra.get("mode") != "MULTIRUN":
+        problems.append(_key_fail(src, "hydra.mode", hydra.get("mode"),
+                                  "a claim file is a sweep: set hydra.mode: MULTIRUN"))
+    if not _sweep_params(data):
+        problems.append(_key_fail(src, "hydra.sweeper.params", None,
+                                  "missing: the values the sweep runs (seeds, the arms)"))
+    return problems
+
+
+def arm_problems(claim: Claim, values: Mapping[str, Sequence[Any]]) -> list[str]:
+    """Keys and values of the comparisons that the sweep's jobs never have, one line each.
+
+    ``values`` maps each param key of the jobs (``optimizer.name``, ``model.hidden_sizes``, as
+    MLflow logs them) to the values it takes over the sweep. Checked: every key and value of
+    ``a``, ``b`` and ``where`` (a value matches as the report matches runs), the ``tune`` and
+    ``factor`` keys, a param ``censor`` key, and that ``a`` and ``b`` differ.
+    """
+    from fnnbench.claims.select import match_value  # select imports this module
+
+    src = str(claim.path) if claim.path is not None else "<claim>"
+
+    def shown(vals: Sequence[Any]) -> str:
+        text = ", ".join(json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+                         for v in vals)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    def key_problem(key_path: str, key: str) -> str | None:
+        if key in values:
+            return None
+        return str(_fail(src, key_path, key, "not a param of the sweep's jobs (keys as "
+                         "`python -m fnnbench --cfg job` prints them, e.g. optimizer.name)"))
+
+    problems: list[str] = []
+    for key_path, key in (("factor", claim.factor), ("tune", claim.tune)):
+        if key and (p := key_problem(key_path, key)):
+            problems.append(p)
+    for i, comp in enumerate(claim.comparisons):
+        where = f"comparisons[{i}]"
+        for side in ("a", "b", "where"):
+            for key, want in getattr(comp, side).items():
+                p = key_problem(f"{where}.{side}", key)
+                if p:
+                    problems.append(p)
+                elif not any(match_value(v, want) for v in values[key]):
+                    problems.append(str(_fail(src, f"{where}.{side}.{key}", want,
+                                              f"not a value of the sweep ({shown(values[key])})")))
+        if comp.tune and comp.tune != claim.tune and (p := key_problem(f"{where}.tune",
+                                                                       comp.tune)):
+            problems.append(p)
+        censor = comp.censor
+        if (isinstance(censor, str) and not censor.startswith("metrics.")
+                and censor != claim.censor and (p := key_problem(f"{where}.censor", censor))):
+            problems.append(p)
+        if {**comp.where, **comp.a} == {**comp.where, **comp.b}:
+            problems.append(str(_fail(src, f"{where}.b", comp.b, "the same arm as a")))
+    if isinstance(claim.censor, str) and not claim.censor.startswith("metrics."):
+        if p := key_problem("censor", claim.censor):
+            problems.append(p)
+    return problems

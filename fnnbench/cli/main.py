@@ -63,10 +63,11 @@ def hydra_main(cfg: DictConfig) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: preflight, then Hydra. Returns the exit code."""
-    from fnnbench.cli.preflight import preflight
+    from fnnbench.cli.preflight import external_sweep_args, preflight
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        args = external_sweep_args(args)  # sweep=<file>.yaml: see preflight.external_sweep_args
         preflight(args)
     except ConfigError as err:
         print(f"fnnbench: error: {err}", file=sys.stderr)

@@ -22,10 +22,11 @@ import functools
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,16 @@ from fnnbench.report.data import (
     find_experiments,
     job_runs,
     load_runs,
+)
+from fnnbench.report.sweeps import (
+    Sweep,
+    find_sweeps,
+    last_sweep,
+    page_stems,
+    seeds_swept,
+    select_sweep,
+    setting_columns,
+    setting_labels,
 )
 from fnnbench.tracking import names as tn
 from fnnbench.tracking.model import no_progress_bar
@@ -83,6 +94,26 @@ class ReportSummary:
     images: list[Path] = field(default_factory=list)
     results: list[ClaimResult] = field(default_factory=list)
     verdicts_json: Path | None = None
+    sweeps: dict[str, Path] = field(default_factory=dict)  # parent run id -> sweep page
+    not_run: list[str] = field(default_factory=list)  # claim ids without any run: no page
+    selected: str | None = None  # the parent run id chosen by --sweep / --last
+    files: list[Path] = field(default_factory=list)  # every file written
+
+    def moved(self, src: Path, dst: Path, files: list[Path]) -> ReportSummary:
+        """This summary with its paths under ``src`` rewritten to ``dst``."""
+
+        def m(p: Path) -> Path:
+            return dst / p.relative_to(src)
+
+        return replace(
+            self,
+            out=dst,
+            pages={k: m(p) for k, p in self.pages.items()},
+            images=[m(p) for p in self.images],
+            verdicts_json=m(self.verdicts_json) if self.verdicts_json else None,
+            sweeps={k: m(p) for k, p in self.sweeps.items()},
+            files=files,
+        )
 
 
 # ----------------------------------------------------------------------------- per claim
@@ -646,6 +677,265 @@ def render_claim(
     return result, path, images
 
 
+# ----------------------------------------------------------------------------- per sweep
+
+
+@dataclass
+class SweepContext:
+    """The data one sweep page's figures are drawn from."""
+
+    sweep: Sweep
+    labels: pd.Series  # the setting of each job (index of sweep.runs)
+    order: list[str]  # settings in the order the sweep ran them
+    hue_title: str
+    history: Callable[[Sequence[str], Sequence[str], int | None], pd.DataFrame]
+    target: float | None  # train.target when one target on train_loss was set
+
+    @functools.cached_property
+    def finished(self) -> pd.DataFrame:
+        r = self.sweep.runs
+        return r[counting_mask(r)] if len(r) else r
+
+    @functools.cached_property
+    def time_to_target(self) -> pd.DataFrame:
+        """Epochs to target per finished run (unreached: at its budget, censored)."""
+        fin = self.finished
+        t = tables.ttt_values(fin)
+        return t.assign(
+            metric="epochs_to_target",
+            group="",
+            primary=True,
+            level=self.labels.reindex(fin.index).astype(str).to_numpy(),
+        )
+
+
+SWEEP_CURVES = (  # (metric, y label): the panels of a sweep's learning curves
+    ("train_loss", "training loss (mean over runs)"),
+    ("test_acc", "test accuracy (mean over runs)"),
+)
+
+
+def _sweep_curves(ctx: SweepContext) -> tuple[Any, str] | str:
+    runs = ctx.finished
+    if not len(runs):
+        return "no finished runs"
+    div = (runs.get(tn.column(tn.TAG_OUTCOME), pd.Series(None, index=runs.index))
+           == tn.DIVERGED).to_numpy(dtype=bool)  # fmt: skip
+    ok = runs[~div].assign(level=ctx.labels.reindex(runs.index)[~div].astype(str).to_numpy())
+    ok, left_out = _cap(ok, ["level"], CURVE_RUNS)
+    keys = [k for k, _ in SWEEP_CURVES]
+    hist = ctx.history(list(dict.fromkeys(ok["run_id"])), keys, CURVE_POINTS)
+    panels, ylabels, targets = [], [], []
+    for key, ylabel in SWEEP_CURVES:
+        df, logx = curve_table(hist, ok, key, "epoch")
+        if len(df):
+            df = df.merge(ok[["run_id", "level"]], on="run_id")
+            panels.append((df, X_AXES["epoch"][0], logx, ""))
+            ylabels.append(ylabel)
+            targets.append(ctx.target if key == "train_loss" else None)
+    fig = plots.learning_curves(
+        panels,
+        title=f"sweep {ctx.sweep.short}: learning curves",
+        ylabel="",
+        ylabels=ylabels,
+        targets=targets,
+        hue_title=ctx.hue_title,
+        order=ctx.order,
+    )
+    if fig is None:
+        return "no train_loss / test_acc history for the runs"
+    n_runs = ok.drop_duplicates("run_id").groupby("level", sort=False)["run_id"].size()
+    n_runs = n_runs.reindex([k for k in ctx.order if k in n_runs.index])
+    cap = (
+        "Per setting, training loss and test accuracy by epoch (MLflow metric histories); "
+        "line: mean over runs, band: 95% bootstrap CI of the mean (runs per setting: "
+        + ", ".join(f"{md.md_escape(k)} {v}" for k, v in n_runs.items())
+        + ")."
+    )
+    if ctx.target is not None:
+        cap += f" Dashed line: the target ({md.md_escape('train_loss')} {md.fmt_num(ctx.target)})."
+    if div.any():
+        cap += f" {int(div.sum())} diverged runs are left out of the curves (counted above)."
+    if left_out:
+        cap += f" Curves show the {CURVE_RUNS} lowest seeds per setting ({left_out} more runs)."
+    return fig, cap
+
+
+def _sweep_ttt(ctx: SweepContext) -> tuple[Any, str] | str:
+    df = ctx.time_to_target
+    if df.empty:
+        return "no finished runs"
+    fig = plots.time_to_target(
+        df, title=f"sweep {ctx.sweep.short}: epochs to target", hue_title=ctx.hue_title,
+        order=ctx.order,
+    )  # fmt: skip
+    if fig is None:
+        return "no time-to-target values (no epochs_to_target and no budget)"
+    n_c = int(df["censored"].sum())
+    cap = (
+        "Epochs to target per finished run and setting; box: quartiles. "
+        f"{n_c} runs never reached the target (or diverged): red crosses at their epoch "
+        "budget, the value the table counts them at."
+    )
+    return fig, cap
+
+
+def _sweep_km(ctx: SweepContext) -> tuple[Any, str] | str:
+    df = tables.kaplan_meier(ctx.time_to_target)
+    if df.empty:
+        return "no finished runs"
+    fig = plots.kaplan_meier(
+        df, title=f"sweep {ctx.sweep.short}: runs at target", hue_title=ctx.hue_title,
+        order=ctx.order,
+    )  # fmt: skip
+    if fig is None:
+        return "no time-to-target values"
+    cap = (
+        "Kaplan-Meier estimate of the share of runs that reached the target by each epoch "
+        "(scipy.stats.ecdf on censored data: a run that never reached it leaves the risk set "
+        "at its budget); k/n in the legend: runs that reached the target."
+    )
+    return fig, cap
+
+
+SWEEP_FIGURES: dict[str, tuple[str, Callable[[SweepContext], tuple[Any, str] | str]]] = {
+    "learning_curves": ("Learning curves", _sweep_curves),
+    "time_to_target": ("Time to target", _sweep_ttt),
+    "kaplan_meier": ("Runs at target over time (Kaplan-Meier)", _sweep_km),
+}
+
+
+def _when(t: Any) -> str:
+    if t is None or pd.isna(t):
+        return "unknown"
+    return pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _target(runs: pd.DataFrame) -> tuple[str | None, float | None]:
+    """The target text of a sweep's runs (None: no target set), and the train_loss target to
+    draw on the curves (a single value on train_loss, else None)."""
+    if "params.train.target" not in runs.columns or not len(runs):
+        return None, None
+    t = pd.to_numeric(runs["params.train.target"], errors="coerce").dropna().unique()
+    if not len(t):
+        return None, None
+    tm = runs.get("params.train.target_metric", pd.Series("train_loss", index=runs.index))
+    metrics = sorted({str(m) for m in tm.dropna()}) or ["train_loss"]
+    text = f"{' / '.join(metrics)} <= " + ", ".join(md.fmt_num(x) for x in sorted(t))
+    drawn = float(t[0]) if len(t) == 1 and metrics == ["train_loss"] else None
+    return text, drawn
+
+
+def render_sweep(
+    sweep: Sweep,
+    out: Path,
+    *,
+    client,
+    store: str,
+    stem: str,
+    experiment: str = "",
+    log: Callable[[str], None] | None = None,
+) -> tuple[Path, list[Path]]:
+    """Write ``<out>/<stem>.md`` for one sweep (without a claim, or with a claim that has no
+    claim file): swept keys, final metrics per setting (median and 95% order-statistic CI
+    over seeds), learning curves by setting, time to target where a target was set, the
+    command and the run ids. Returns the page and its images."""
+    runs = sweep.runs
+    labels, order = setting_labels(sweep)
+    keys = [k for k, _ in setting_columns(sweep)]
+    cache: dict[tuple, pd.DataFrame] = {}
+
+    def history(run_ids: Sequence[str], hkeys: Sequence[str], points: int | None) -> pd.DataFrame:
+        k = (tuple(run_ids), tuple(hkeys), points)
+        if k not in cache:
+            cache[k] = fetch_histories(client, run_ids, hkeys, points)
+        return cache[k]
+
+    target_text, target_line = _target(runs)
+    ctx = SweepContext(
+        sweep, labels, order, ", ".join(keys) or "setting", history, target_line
+    )
+    table = tables.sweep_table(runs, labels, order, target=target_text is not None)
+    metrics = [
+        (m, label)
+        for m, label in tables.SWEEP_METRICS
+        if len(table) and (table[f"{m}.n"] > 0).any()
+    ]
+    wanted = ["learning_curves"]
+    if target_text is not None:
+        wanted += ["time_to_target"]
+        if len(ctx.time_to_target) and ctx.time_to_target["censored"].any():
+            wanted += ["kaplan_meier"]
+    figures, skipped, images = [], [], []
+    for pname in wanted:
+        heading, fn = SWEEP_FIGURES[pname]
+        if not len(runs):
+            skipped.append(f"{heading}: no runs")
+            continue
+        rel = f"{IMG}/{stem}-{pname}.png"
+        try:
+            got = fn(ctx)
+            if isinstance(got, str):
+                skipped.append(f"{heading}: {got}")
+                continue
+            fig, caption = got
+            images.append(plots.save(fig, out / rel))
+        except Exception as err:  # noqa: BLE001 - one odd figure must not sink the report
+            plots.close_all()
+            msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            skipped.append(f"{heading}: could not be drawn ({md.md_escape(msg)})")
+            if log is not None:
+                log(f"sweep {sweep.short}: {pname} not drawn: {msg}")
+            continue
+        figures.append(md.FigureRef(pname, rel, heading, caption))
+    reused = set(sweep.reused)
+    listed = []
+    seeds = runs.get("params.seed", pd.Series(None, index=runs.index))
+    outcome = runs.get(tn.column(tn.TAG_OUTCOME), pd.Series(None, index=runs.index))
+    rank = {k: i for i, k in enumerate(order)}
+    for idx in sorted(
+        runs.index,
+        key=lambda i: (rank.get(str(labels[i]), 0), str(tables.fmt_value(seeds[i]))),
+    ):
+        rid = str(runs.at[idx, "run_id"])
+        how = str(runs.at[idx, "status"])
+        if isinstance(outcome[idx], str):
+            how += f", {outcome[idx]}"
+        if rid in reused:
+            how += ", reused from an earlier sweep"
+        listed.append((str(labels[idx]), tables.fmt_value(seeds[idx]), rid, how))
+    page = md.SweepPage(
+        run_id=sweep.run_id,
+        name=sweep.name,
+        store=store,
+        experiment=experiment or sweep.experiment_id,
+        started=_when(sweep.start_time),
+        status=sweep.status,
+        swept=sweep.swept,
+        fixed=sweep.fixed,
+        keys=sweep.keys,
+        keys_source=sweep.source,
+        setting_keys=keys,
+        command=sweep.command,
+        counts=count_runs(runs),
+        table=table,
+        seeds_swept=seeds_swept(sweep),
+        metrics=metrics,
+        target=target_text,
+        claim=sweep.claim,
+        observed=_observed(runs),
+        figures=figures,
+        skipped=skipped,
+        runs=listed,
+        failed=_failed(runs),
+        reused=len(reused),
+        cost=cost_text(runs, sweep.parent),
+    )
+    path = out / f"{stem}.md"
+    path.write_text(md.sweep_page(page), encoding="utf-8")
+    return path, images
+
+
 # ----------------------------------------------------------------------------- stale runs, cost
 
 
@@ -810,43 +1100,129 @@ def build_report(
     sweeps_dir: str | Path = SWEEPS_DIR,
     out: str | Path = "reports",
     *,
+    sweep: str | None = None,
+    last: bool = False,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> ReportSummary:
-    """Read the runs, judge every claim, write the pages and the index; see the module doc.
+    """Read the runs, judge every claim with runs, write a page per sweep without a claim,
+    then the index; see the module doc.
 
-    Raises ``fnnbench.report.data.ReportError`` (missing store or experiment) and
-    ValueError (bad claim files, unknown claim id) with one-line messages.
+    ``sweep`` (a parent run id, or a unique prefix of one) / ``last`` (the sweep started
+    last): only that sweep -- its claim's page when it is a claim sweep, else its sweep page.
+    Nothing is written when an argument is wrong: ``fnnbench.report.data.ReportError``
+    (missing store or experiment, unknown sweep, no sweep for ``last``) and ValueError (bad
+    claim files, unknown claim id, conflicting selections) carry one-line messages, and every
+    file is rendered in a temporary folder next to ``out`` and moved into ``out`` at the end.
     """
     log = log or (lambda s: None)
     out = Path(out)
-    claims = load_claims(sweeps_dir, list(claim_ids) if claim_ids else None)
+    if sweep is not None and last:
+        raise ValueError("--sweep and --last: give one of them")
+    if claim_ids and (sweep is not None or last):
+        raise ValueError("--claims cannot be combined with --sweep or --last")
+    every_claim = load_claims(sweeps_dir)
+    claims = load_claims(sweeps_dir, list(claim_ids)) if claim_ids else every_claim
+    known = {c.id for c in every_claim}
     store = tn.tracking_uri(tracking_uri)
     client = connect(store)
     exps = find_experiments(client, experiments)
+    exp_names = {e.experiment_id: e.name for e in exps}
     all_runs = load_runs(client, [e.experiment_id for e in exps])
     jobs = job_runs(all_runs)
-    n_parents = len(all_runs) - len(jobs)
-    (out / IMG).mkdir(parents=True, exist_ok=True)
-    images = [write_activations(out)]
-    entries, verdicts, pages = [], {}, {}
-    known = {c.id for c in load_claims(sweeps_dir)} if claim_ids else {c.id for c in claims}
+    sweeps = find_sweeps(all_runs)
+    where = store + (f" (experiments {', '.join(e.name for e in exps)})" if experiments else "")
+    chosen: Sweep | None = None
+    if sweep is not None:
+        chosen = select_sweep(sweeps, all_runs, sweep, where)
+    elif last:
+        chosen = last_sweep(sweeps, where)
+
+    def plain(s: Sweep) -> bool:  # reported on a sweep page, not a claim page
+        return s.claim is None or s.claim not in known
+
+    if chosen is not None:
+        claims = [c for c in every_claim if not plain(chosen) and c.id == chosen.claim]
+        listed = [chosen]
+        scope = chosen.runs
+        if claims:
+            scope = pd.concat([scope, claim_runs(jobs, claims[0].id)])
+            scope = scope[~scope["run_id"].duplicated()]
+        n_parents = 1
+    else:
+        ids = {c.id for c in claims}
+        listed = [s for s in sweeps if (s.claim in ids if claim_ids else True)]
+        scope = jobs
+        n_parents = len(all_runs) - len(jobs)
+    stems = page_stems(sweeps)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        summary = _render(
+            stage, claims, listed, stems, scope, all_runs, jobs, known, n_parents,
+            client=client, store=store, exps=exps, exp_names=exp_names, chosen=chosen,
+            seed=seed, log=log,
+        )  # fmt: skip
+        moved = _publish(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return summary.moved(stage, out, moved)
+
+
+def _render(
+    stage: Path,
+    claims: list[Claim],
+    listed: list[Sweep],
+    stems: dict[str, str],
+    scope: pd.DataFrame,
+    all_runs: pd.DataFrame,
+    jobs: pd.DataFrame,
+    known: set[str],
+    n_parents: int,
+    *,
+    client,
+    store: str,
+    exps: list,
+    exp_names: dict[str, str],
+    chosen: Sweep | None,
+    seed: int,
+    log: Callable[[str], None],
+) -> ReportSummary:
+    """Every page, figure and the index into ``stage`` (see :func:`build_report`)."""
+    (stage / IMG).mkdir(parents=True, exist_ok=True)
+    images: list[Path] = []
+    entries, verdicts, pages, not_run = [], {}, {}, []
     results, records = [], []
     parent_runs = all_runs.iloc[0:0] if not len(all_runs) else all_runs.drop(jobs.index)
+    wrote_activations = False
     for claim in claims:
-        runs, stale = split_stale(claim_runs(jobs, claim.id), claim.sha256)
+        tagged = claim_runs(jobs, claim.id)
+        runs, stale = split_stale(tagged, claim.sha256)
+        if not len(tagged):  # never run: no page, one line in the index
+            result = judge_claim(claim, runs, seed=seed)
+            verdicts[claim.id] = result.verdict
+            results.append(result)
+            records += verdict_records(result)
+            not_run.append(claim)
+            log(f"{claim.id}: not run")
+            continue
         parents = parent_runs[
             (parent_runs.get(tn.column(tn.TAG_CLAIM), pd.Series(None, index=parent_runs.index))
              == claim.id).to_numpy(dtype=bool)
         ] if len(parent_runs) else None  # fmt: skip
+        activations = is_activation_claim(claim)
+        if activations and not wrote_activations:
+            images.append(write_activations(stage))
+            wrote_activations = True
         result, path, imgs = render_claim(
             claim,
             runs,
-            out,
+            stage,
             client=client,
             store=store,
             seed=seed,
-            activations=is_activation_claim(claim),
+            activations=activations,
             log=log,
             stale=stale,
             parents=parents,
@@ -857,16 +1233,49 @@ def build_report(
         records += verdict_records(result)
         entries.append(md.IndexEntry(result, path.name, len(runs), len(stale)))
         extra = f", {len(stale)} stale" if stale else ""
-        log(f"{claim.id}: {result.verdict} ({len(runs)} runs{extra}) -> {path}")
-    tagged = jobs.get(tn.column(tn.TAG_CLAIM), pd.Series(dtype=object)).dropna()
+        log(f"{claim.id}: {result.verdict} ({len(runs)} runs{extra}) -> {path.name}")
+    if entries and not wrote_activations:
+        images.append(write_activations(stage))  # the index shows it
+    sweep_pages: dict[str, Path] = {}
+    index_rows = []
+    for s in reversed(listed):  # newest first
+        c = count_runs(s.runs)
+        link = None
+        if s.claim is not None and s.claim in known:
+            link = pages[s.claim].name if s.claim in pages else None
+        else:
+            path, imgs = render_sweep(
+                s, stage, client=client, store=store, stem=stems[s.run_id],
+                experiment=exp_names.get(s.experiment_id, s.experiment_id), log=log,
+            )  # fmt: skip
+            images += imgs
+            sweep_pages[s.run_id] = path
+            link = path.name
+            log(f"sweep {s.short} ({s.title}): {c.total} jobs -> {path.name}")
+        index_rows.append(
+            md.SweepEntry(
+                run_id=s.run_id, title=s.title, page=link, started=_when(s.start_time),
+                n_jobs=c.total, finished=c.finished, failed=c.failed, claim=s.claim,
+            )
+        )  # fmt: skip
+    tagged = scope.get(tn.column(tn.TAG_CLAIM), pd.Series(dtype=object)).dropna()
     unknown = {str(k): int(v) for k, v in tagged[~tagged.isin(known)].value_counts().items()}
-    prov = provenance(store, [e.name for e in exps], jobs, n_parents, unknown)
-    (out / "README.md").write_text(md.index_page(entries, prov, ACTIVATIONS_PNG), encoding="utf-8")
-    verdicts_json = out / "verdicts.json"
+    prov = provenance(store, [e.name for e in exps], scope, n_parents, unknown)
+    if chosen is not None:
+        prov[md.md_escape("selection")] = md.md_escape(f"one sweep: {chosen.run_id}")
+    index = md.index_page(
+        entries,
+        prov,
+        ACTIVATIONS_PNG if entries else None,
+        sweeps=index_rows,
+        not_run=not_run,
+    )
+    (stage / "README.md").write_text(index, encoding="utf-8")
+    verdicts_json = stage / "verdicts.json"
     verdicts_json.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
-    counts = count_runs(jobs)
+    counts = count_runs(scope)
     return ReportSummary(
-        out=out,
+        out=stage,
         verdicts=verdicts,
         pages=pages,
         n_runs=counts.total,
@@ -875,7 +1284,22 @@ def build_report(
         images=images,
         results=results,
         verdicts_json=verdicts_json,
+        sweeps=sweep_pages,
+        not_run=[c.id for c in not_run],
+        selected=chosen.run_id if chosen is not None else None,
     )
+
+
+def _publish(stage: Path, out: Path) -> list[Path]:
+    """Move every file rendered in ``stage`` into ``out`` (same file system: ``os.replace``),
+    replacing files of the same name and leaving other files of ``out`` alone."""
+    moved = []
+    for src in sorted(p for p in stage.rglob("*") if p.is_file()):
+        dst = out / src.relative_to(stage)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        moved.append(dst)
+    return moved
 
 
 def write_readme(path: str | Path, results: Sequence[ClaimResult]) -> Path:

@@ -467,10 +467,265 @@ WORDS_TEXT = (
 )
 
 
+# ----------------------------------------------------------------------------- sweeps
+
+
+@dataclass
+class SweepEntry:
+    """A sweep's row in the index."""
+
+    run_id: str
+    title: str  # raw text (escaped here)
+    page: str | None  # link target relative to the index (a sweep page or the claim page)
+    started: str
+    n_jobs: int
+    finished: int
+    failed: int
+    claim: str | None = None  # a claim sweep: its claim id
+
+
+def sweeps_table(sweeps: Sequence[SweepEntry]) -> str:
+    """One row per sweep: what it varies (linked to its page), start, jobs, claim, run id."""
+    rows = []
+    for s in sweeps:
+        title = md_escape(s.title)
+        rows.append(
+            [
+                f"[{title}]({s.page})" if s.page else title,
+                md_escape(s.started),
+                f"{s.n_jobs} ({s.finished} finished, {s.failed} failed)",
+                md_escape(s.claim) if s.claim else "-",
+                md_escape(s.run_id),
+            ]
+        )
+    return md_table(
+        ["sweep", "started", "jobs", "claim", "parent run"], rows, align="llrll"
+    )
+
+
+@dataclass
+class SweepPage:
+    """Everything a sweep page shows (the numbers are computed elsewhere); text is raw unless
+    the field says escaped."""
+
+    run_id: str
+    name: str  # the parent's run name
+    store: str
+    experiment: str
+    started: str
+    status: str
+    swept: list[str]  # the sweep overrides as typed
+    fixed: list[str]  # the other overrides
+    keys: list[str]  # what varies (seed included when swept)
+    keys_source: str  # overrides | run name | params
+    setting_keys: list[str]  # the keys that name a setting
+    command: str
+    counts: Any  # fnnbench.report.data.RunCounts
+    table: Any  # pandas DataFrame of fnnbench.report.tables.sweep_table
+    seeds_swept: bool
+    metrics: list[tuple[str, str]] = field(default_factory=list)  # (metric, label) columns
+    target: str | None = None  # the target (train.target and its metric) when one was set
+    claim: str | None = None  # tag fnnbench.claim of a claim whose file is not in sweeps/
+    observed: dict[str, str] = field(default_factory=dict)  # label -> escaped text
+    figures: list[FigureRef] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # escaped sentences
+    runs: list[tuple[str, str, str, str]] = field(default_factory=list)  # setting, seed, id, how
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run id, error)
+    reused: int = 0  # runs reused from an earlier sweep (identical config already FINISHED)
+    cost: str = ""
+
+
+MEDIAN_NOTE = (
+    "Each cell: the median over the finished runs of the setting (its seeds) and its 95% "
+    "confidence interval, distribution-free: the order statistics of the binomial (sign-test) "
+    "interval for the median, `scipy.stats.quantile_test(x, p=0.5).confidence_interval()`, "
+    "exact coverage >= 95% without resampling. (no CI): fewer than 6 runs, too few for a 95% "
+    "interval of the median (the widest one, [min, max], covers 1 - 2^(1-n): 93.8% for 5 runs)."
+)
+ONE_RUN_NOTE = (
+    "One run per setting (the seed is not swept): each cell is that run's value, without an "
+    "interval. Sweep seeds as well (e.g. `seed=range(0,10)`) for medians with 95% intervals."
+)
+
+
+def _median_cell(row: Mapping[str, Any], prefix: str, *, bound: bool = False) -> str:
+    n = int(row.get(f"{prefix}.n", 0) or 0)
+    med = row.get(f"{prefix}.median")
+    if n == 0 or med is None or (isinstance(med, float) and math.isnan(med)):
+        return "-"
+    if bound:
+        return f">= {fmt_num(med)} (bound)"
+    if n == 1:
+        return fmt_num(med)
+    lo, hi = row.get(f"{prefix}.low"), row.get(f"{prefix}.high")
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"{fmt_num(med)} (no CI)"
+    return f"{fmt_num(med)} [{fmt_num(lo)}, {fmt_num(hi)}]"
+
+
+def sweep_result_table(table: Any, *, target: bool, metrics: Sequence[tuple[str, str]]) -> str:
+    """The per-setting table of a sweep page (``table``: tables.sweep_table)."""
+    header = ["setting", "runs", "seeds", "finished / failed / diverged"]
+    header += [label for _, label in metrics]
+    if target:
+        header += ["reached target", "epochs to target"]
+    rows = []
+    for row in table.to_dict("records"):
+        cells = [
+            md_escape(row["setting"]),
+            str(row["n"]),
+            str(row["seeds"]),
+            f"{row['finished']} / {row['failed']} / {row['diverged']}",
+        ]
+        cells += [_median_cell(row, m) for m, _ in metrics]
+        if target:
+            cells += [
+                f"{row['reached']} / {row['finished']}",
+                _median_cell(row, "ttt", bound=bool(row.get("ttt.bound"))),
+            ]
+        rows.append(cells)
+    return md_table(header, rows, align="lrrr" + "r" * (len(header) - 4))
+
+
+def _sweep_counts(counts: Any, reused: int) -> str:
+    out = counts.outcomes
+    outcome = " · ".join(f"{md_escape(k)} {v}" for k, v in sorted(out.items())) or "none"
+    other = ", ".join(f"{v} {md_escape(k)}" for k, v in sorted(counts.other.items()))
+    text = (
+        f"{counts.total} jobs: {counts.finished} finished ({outcome}), {counts.failed} failed"
+    )
+    if other:
+        text += f", {other}"
+    text += f"; {counts.diverged} diverged."
+    if reused:
+        text += (
+            f" {reused} of them were reused: their config had already FINISHED in an earlier "
+            "run, so the sweep trained nothing for them (tag fnnbench.skipped.* of the parent)."
+        )
+    return text
+
+
+def sweep_first_line(page: SweepPage) -> str:
+    """The first line of a sweep page: settings, jobs, parent run, start."""
+    n_set = len(page.table) if page.table is not None else 0
+    keys = ", ".join(page.setting_keys)
+    what = f"**{n_set} settings** of {md_escape(keys)}" if keys else f"**{n_set} setting**"
+    if page.seeds_swept:
+        what += " over seeds"
+    c = page.counts
+    return (
+        f"{what} · {c.total} jobs ({c.finished} finished, {c.failed} failed, {c.diverged} "
+        f"diverged) · parent run {md_escape(page.run_id)} ({md_escape(page.status)}) · "
+        f"started {md_escape(page.started)}."
+    )
+
+
+def sweep_page(page: SweepPage) -> str:
+    """The markdown of one sweep page (a sweep without a claim): what was run, the final
+    metrics per setting, learning curves, time to target, the command and the run ids."""
+    title = md_escape(" ".join(page.swept) or page.name or page.run_id[:SHORT])
+    lines = [f"# Sweep: {title}", "", sweep_first_line(page), ""]
+    if page.claim:
+        lines += [
+            f"Tagged with claim {md_escape(page.claim)}, which is not in the claim files read "
+            "(sweeps/): the sweep is shown as it was run, without a verdict.",
+            "",
+        ]
+    else:
+        lines += [
+            "A sweep without a claim: this page shows what was run and measured; it judges "
+            "nothing (the claims are in `fnnbench/sweeps/`).",
+            "",
+        ]
+    lines += ["## Protocol", ""]
+    source = {
+        "overrides": "the sweep's overrides (tag fnnbench.overrides of the parent run)",
+        "run name": "the parent run's name",
+        "params": "the params that differ between the jobs",
+    }.get(page.keys_source, page.keys_source)
+    if page.swept:
+        lines += ["What varies (the sweep overrides):", ""]
+        lines += [f"- {code_or_text(t)}" for t in page.swept]
+        lines += [""]
+    elif page.keys:
+        lines += [f"What varies (from {source}):", ""]
+        lines += [f"- {md_escape(k)}" for k in page.keys]
+        lines += [""]
+    else:
+        lines += ["Nothing found to vary between the jobs.", ""]
+    if page.fixed:
+        lines += ["Fixed overrides: " + ", ".join(code_or_text(t) for t in page.fixed), ""]
+    if page.target:
+        lines += [f"Target: {md_escape(page.target)}.", ""]
+    if page.observed:
+        lines += ["In the runs:", ""]
+        lines += [f"- {k}: {v}" for k, v in page.observed.items()]
+        lines += [""]
+    lines += [
+        "Reproduce (jobs whose identical config already FINISHED in the same store are "
+        "skipped):",
+        "",
+        "```",
+        page.command,
+        f"python -m fnnbench.report --sweep {page.run_id}",
+        "```",
+        "",
+    ]
+
+    lines += ["## Result", ""]
+    if page.table is None or not len(page.table):
+        lines += ["No jobs: the sweep has no runs in the store.", ""]
+    else:
+        lines += [
+            sweep_result_table(page.table, target=page.target is not None, metrics=page.metrics),
+            "",
+        ]
+        several = bool((page.table["n"] > 1).any())
+        lines += [MEDIAN_NOTE if several else ONE_RUN_NOTE, ""]
+        if page.target is not None:
+            lines += [
+                "Epochs to target: a run that never reached the target (or diverged) counts "
+                "at its epoch budget (train.epochs), never dropped; when half or more of a "
+                "setting's runs did, the median is only a lower bound (>=).",
+                "",
+            ]
+    lines += ["## Runs", "", _sweep_counts(page.counts, page.reused), ""]
+    if page.cost:
+        lines += [page.cost, ""]
+    if page.failed:
+        lines += [f"<details><summary>Failed runs ({len(page.failed)})</summary>", ""]
+        lines += [f"- {md_escape(rid)}: {md_escape(err)}" for rid, err in page.failed]
+        lines += ["", "</details>", ""]
+    lines += [
+        f"<details><summary>MLflow run ids (parent and {len(page.runs)} jobs)</summary>",
+        "",
+        f"- parent: {md_escape(page.run_id)} (experiment {md_escape(page.experiment)}, "
+        f"{md_escape(page.store)})",
+    ]
+    lines += [
+        f"- {md_escape(setting)}, seed {md_escape(seed)}: {md_escape(rid)} ({md_escape(how)})"
+        for setting, seed, rid, how in page.runs
+    ]
+    lines += ["", "</details>", ""]
+    if page.figures or page.skipped:
+        lines += ["## Figures", ""]
+    for f in page.figures:
+        lines += [f"### {f.heading}", "", f"![{md_escape(f.heading)}]({f.path})", "", f.caption, ""]
+    if page.skipped:
+        lines += ["Not drawn:", ""] + [f"- {s}" for s in page.skipped] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def index_page(
-    entries: Sequence[IndexEntry], provenance: Mapping[str, str], activations: str | None
+    entries: Sequence[IndexEntry],
+    provenance: Mapping[str, str],
+    activations: str | None,
+    *,
+    sweeps: Sequence[SweepEntry] = (),
+    not_run: Sequence[Claim] = (),
 ) -> str:
-    """The report's README: one row per primary comparison, then provenance."""
+    """The report's README: one row per primary comparison of the claims with runs, the
+    claims not run (one line each), the sweeps (one row each, newest first), provenance."""
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.result.verdict] = counts.get(e.result.verdict, 0) + 1
@@ -495,27 +750,32 @@ def index_page(
                     f"{e.n_runs}" + (f" ({e.stale} stale)" if e.stale else "") if first else "",
                 ]
             )
-    lines = [
-        "# fnnbench report: the lecture's claims, measured",
-        "",
-        f"{len(entries)} claims: {summary}. {WORDS_TEXT}",
-        "",
-        md_table(
-            [
-                "claim",
-                "verdict",
-                "comparison",
-                "comparison verdict",
-                "effect [95% CI]",
-                "paper",
-                "n a vs b",
-                "runs used",
-            ],
-            rows,
-            align="lclclllr",
-        ),
-        "",
-    ]
+    not_run_text = f"; {len(not_run)} not run (listed below)" if not_run else ""
+    lines = ["# fnnbench report: the lecture's claims, measured", ""]
+    if entries:
+        lines += [
+            f"{len(entries)} claims: {summary}{not_run_text}. {WORDS_TEXT}",
+            "",
+            md_table(
+                [
+                    "claim",
+                    "verdict",
+                    "comparison",
+                    "comparison verdict",
+                    "effect [95% CI]",
+                    "paper",
+                    "n a vs b",
+                    "runs used",
+                ],
+                rows,
+                align="lclclllr",
+            ),
+            "",
+        ]
+    elif not_run:
+        lines += [f"No claim has runs in this report; {len(not_run)} not run (listed below).", ""]
+    else:
+        lines += ["No claim in this report.", ""]
     stale = sum(e.stale for e in entries)
     if stale:
         lines += [
@@ -523,7 +783,17 @@ def index_page(
             "provenance tags) and are not used; each page lists them.",
             "",
         ]
-    if activations:
+    if not_run:
+        lines += ["## Claims not run", ""]
+        lines += [
+            f"- {md_escape(c.title or c.id)} ({code_or_text(c.id)}): not run; "
+            + code_or_text(f"python -m fnnbench sweep={c.id}" if SAFE_ID.match(c.id) else c.id)
+            for c in not_run
+        ]
+        lines += [""]
+    if sweeps:
+        lines += ["## Sweeps", "", sweeps_table(sweeps), ""]
+    if activations and entries:
         lines += [
             "The hidden units the claims compare, from `fnnbench.nn`:",
             "",

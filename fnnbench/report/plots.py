@@ -113,19 +113,26 @@ def learning_curves(
     hue_title: str | None,
     order: Sequence[str],
     target: float | None = None,
+    ylabels: Sequence[str] | None = None,
+    targets: Sequence[float | None] | None = None,
 ) -> Figure | None:
     """One axes per (x axis, group): mean curve and 95% CI band per level.
 
     ``panels``: (DataFrame ``level, x, value``, x label with unit, log x, panel title). The y
     axis is logarithmic when the values span more than a factor 30. ``target`` draws a
-    dashed line.
+    dashed line. ``ylabels`` / ``targets``: per panel, instead of ``ylabel`` / ``target``
+    (panels of different metrics).
     """
-    panels = [p for p in panels if len(p[0])]
-    if not panels:
+    keep = [i for i, p in enumerate(panels) if len(p[0])]
+    if not keep:
         return None
+    ylabs = [ylabels[i] if ylabels is not None else ylabel for i in keep]
+    tgts = [targets[i] if targets is not None else target for i in keep]
+    panels = [panels[i] for i in keep]
     with sns.axes_style(STYLE):
         fig, axes = _grid(len(panels), 4.6, 3.8)
         for i, (ax, (df, xlabel, logx, sub)) in enumerate(zip(axes, panels, strict=True)):
+            ylabel, target = ylabs[i], tgts[i]
             sns.lineplot(
                 data=df,
                 x="x",

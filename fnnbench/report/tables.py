@@ -412,3 +412,119 @@ def activation_curves(z: np.ndarray) -> pd.DataFrame:
     df = (maxout.df(pieces) * w[None, :]).sum(axis=1)  # dz_j/dz = w_j on the winning piece
     frames.append(pd.DataFrame({"unit": "maxout max(z, -0.5z)", "z": z, "f": f, "df": df}))
     return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+MEDIAN_CI_MIN_RUNS = 6  # the fewest runs with a distribution-free 95% interval of the median
+SWEEP_METRICS = (
+    ("final_train_loss", "final training loss"),
+    ("final_train_acc", "final training accuracy"),
+    ("final_test_acc", "final test accuracy"),
+)
+
+
+def median_ci(values: Sequence[float] | np.ndarray, conf: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the median: the order statistics of the binomial (sign-test)
+    interval, ``scipy.stats.quantile_test(x, p=0.5).confidence_interval``. Exact coverage >=
+    ``conf`` for any continuous distribution, no resampling; NaN values dropped. (nan, nan)
+    with fewer than 6 values at 95% (the widest interval, [min, max], covers only
+    1 - 2^(1 - n): 93.75% for 5 values)."""
+    from scipy import stats as sps
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return math.nan, math.nan
+    ci = sps.quantile_test(v, q=float(np.median(v)), p=0.5).confidence_interval(conf)
+    lo, hi = float(ci.low), float(ci.high)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return math.nan, math.nan
+    return lo, hi
+
+
+def _summary(v: np.ndarray) -> dict[str, float]:
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {"median": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    lo, hi = median_ci(v)
+    return {"median": float(np.median(v)), "low": lo, "high": hi, "n": int(v.size)}
+
+
+def sweep_table(
+    runs: pd.DataFrame,
+    labels: pd.Series,
+    order: Sequence[str],
+    *,
+    target: bool = False,
+    budget_col: str = "params.train.epochs",
+) -> pd.DataFrame:
+    """One row per setting of a sweep (``labels``: the setting of each run, ``order``: row
+    order): ``setting, n, finished, failed, diverged, seeds`` (distinct seeds), then per
+    metric of :data:`SWEEP_METRICS` ``<metric>.median, .low, .high, .n`` over the finished
+    runs with a finite value (median, :func:`median_ci`).
+
+    ``target``: also ``reached`` (finished runs that reached the target), ``ttt.median, .low,
+    .high, .n`` of ``epochs_to_target`` over the finished runs, a run that never reached the
+    target (or diverged) counted at its epoch budget, never dropped; ``ttt.censored`` (such
+    runs) and ``ttt.bound`` (half or more of them: the median is only a lower bound)."""
+    rows = []
+    ok = counting_mask(runs)
+    div = diverged_mask(runs)
+    status = runs["status"] if "status" in runs.columns else pd.Series("", index=runs.index)
+    seeds = runs["params.seed"] if "params.seed" in runs.columns else None
+    lab = labels.reindex(runs.index).astype(str).to_numpy()
+    for setting in order:
+        sel = lab == setting
+        r = runs[sel]
+        row: dict[str, Any] = {
+            "setting": setting,
+            "n": int(sel.sum()),
+            "finished": int(ok[sel].sum()),
+            "failed": int((status[sel] == "FAILED").sum()),
+            "diverged": int(div[sel].sum()),
+            "seeds": int(seeds[sel].map(fmt_value).nunique()) if seeds is not None else 0,
+        }
+        fin = r[ok[sel]]
+        for metric, _ in SWEEP_METRICS:
+            col = f"metrics.{metric}"
+            v = (
+                pd.to_numeric(fin[col], errors="coerce").to_numpy(dtype=float)
+                if col in fin.columns
+                else np.array([])
+            )
+            row.update({f"{metric}.{k}": x for k, x in _summary(v).items()})
+        if target:
+            t = ttt_values(fin, budget_col=budget_col)
+            row["reached"] = int((~t["censored"]).sum())
+            row.update({f"ttt.{k}": x for k, x in _summary(t["value"].to_numpy()).items()})
+            row["ttt.censored"] = int(t["censored"].sum())
+            row["ttt.bound"] = bool(len(t)) and t["censored"].sum() * 2 >= len(t)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ttt_values(runs: pd.DataFrame, *, budget_col: str = "params.train.epochs") -> pd.DataFrame:
+    """Epochs to target per run: ``run_id, value, censored``; a run without
+    ``epochs_to_target`` (target never reached) or a diverged run counts at its epoch budget
+    (``budget_col``), censored, never dropped (NaN when it has no budget)."""
+    col = "metrics.epochs_to_target"
+    v = (
+        pd.to_numeric(runs[col], errors="coerce").to_numpy(dtype=float)
+        if col in runs.columns
+        else np.full(len(runs), np.nan)
+    )
+    div = diverged_mask(runs)
+    budget = (
+        pd.to_numeric(runs[budget_col], errors="coerce").to_numpy(dtype=float)
+        if budget_col in runs.columns
+        else np.full(len(runs), np.nan)
+    )
+    cens = ~np.isfinite(v) | div
+    return pd.DataFrame(
+        {
+            "run_id": runs["run_id"].astype(str).to_numpy() if len(runs) else [],
+            "value": np.where(cens, budget, v),
+            "censored": cens,
+        }
+    )

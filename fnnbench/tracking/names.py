@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from fnnbench.train import CONVERGED, DIVERGED, MAX_EPOCHS, OUTCOMES, REACHED_TARGET
 
@@ -165,3 +167,77 @@ def parse_sweep_line(line: str) -> SweepCounts | None:
     """The inverse of :func:`sweep_line`; None for any other line."""
     m = _SWEEP_LINE.match(line)
     return None if m is None else SweepCounts(**{k: int(v) for k, v in m.groupdict().items()})
+
+
+# ---------------------------------------------------------------- the MLflow UI and the report
+# MLflow 3.17's UI opens an experiment on the GenAI "Overview" page unless the URL says
+# `workflowType=machine_learning` (its sidebar switch "GenAI | Model training"; the choice is
+# the URL's, else the browser's last one, else GenAI). The experiment tag below is the kind
+# the UI's own selector writes for "Machine learning"; 3.17.2 routes by the URL parameter
+# (its workflow-type switch is on), UIs without that switch by the tag, so fnnbench sets both.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # the UI's "Machine learning" / "Model training"
+UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+WORKFLOW_QUERY = "workflowType=machine_learning"
+TAG_VERDICT = "fnnbench.verdict"  # a sweep parent's claim-level verdict (set by the report)
+TAG_REPORT = "fnnbench.report"  # artifact path of the report page logged to a parent run
+REPORT_ARTIFACTS = "report"  # the parent run's artifact folder of its report page + img/
+_SLUG_MAX = 80
+
+
+def slug(text: str) -> str:
+    """A tag-key-safe slug: lower case, runs of other characters than [a-z0-9] -> '_'."""
+    s = re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")[:_SLUG_MAX].rstrip("_")
+    return s or "comparison"
+
+
+def verdict_tag(comparison: str | None = None) -> str:
+    """``fnnbench.verdict`` (the claim's word), or ``fnnbench.verdict.<slug>`` of one
+    comparison label (one tag per primary comparison of a claim with several)."""
+    return TAG_VERDICT if comparison is None else f"{TAG_VERDICT}.{slug(comparison)}"
+
+
+def _is_http(uri: str | None) -> bool:
+    return str(uri or "").lower().startswith(("http://", "https://"))
+
+
+def ui_base(uri: str | None) -> str:
+    """Where the UI of the store ``uri`` answers: an MLflow server serves its own UI; any
+    other store is browsed with ``mlflow ui`` (:data:`UI_URL`)."""
+    return str(uri).rstrip("/") if _is_http(uri) else UI_URL
+
+
+def ui_command(uri: str | None) -> str | None:
+    """The command that starts a UI on the store ``uri`` (None: a server is its own UI)."""
+    if _is_http(uri):
+        return None
+    return f"mlflow ui --backend-store-uri {shlex.quote(str(uri or DEFAULT_URI))}"
+
+
+def runs_url(experiment_id: str, parent_run_id: str | None = None, base: str = UI_URL) -> str:
+    """The runs table of an experiment in the MLflow UI (model-training view); with
+    ``parent_run_id``, searched for that sweep: its jobs, nested under the parent run."""
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{WORKFLOW_QUERY}"
+    if parent_run_id:
+        search = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+        url += "&searchFilter=" + quote(search, safe="")
+    return url
+
+
+def run_url(experiment_id: str, run_id: str, tab: str | None = None, base: str = UI_URL) -> str:
+    """One run's page in the MLflow UI (model-training view); ``tab``: e.g. ``artifacts``."""
+    path = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return path + (f"/{tab}" if tab else "") + f"?{WORKFLOW_QUERY}"
+
+
+def report_line(parent_run_id: str) -> str:
+    """The line a sweep prints after its summary: the command that reports it."""
+    return f"{SUMMARY_PREFIX}report: python -m fnnbench.report --sweep {parent_run_id}"
+
+
+def ui_line(uri: str, experiment_id: str, parent_run_id: str) -> str:
+    """The line a sweep prints after its summary: its runs in the MLflow UI (and how to start
+    the UI when the store is not a server)."""
+    url = runs_url(experiment_id, parent_run_id, ui_base(uri))
+    cmd = ui_command(uri)
+    return f"{SUMMARY_PREFIX}runs: {url}" + (f" (start the UI: {cmd})" if cmd else "")
