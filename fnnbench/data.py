@@ -90,7 +90,7 @@ import struct
 import sys
 import tempfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -453,10 +453,47 @@ def _spirals(args: dict, rng: np.random.Generator):
     return X, y, K
 
 
-def _digits(args: dict, rng: np.random.Generator):
-    from sklearn.datasets import load_digits
+# Source arrays read from disk, kept for the life of the process (a pool worker runs hundreds
+# of jobs on the same data); read-only, every split is a copy.
+_SOURCES: dict[Any, tuple[np.ndarray, ...]] = {}
 
-    X, y = load_digits(return_X_y=True)
+
+def _source(key: Any, read: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    if key not in _SOURCES:
+        arrays = tuple(np.asarray(a) for a in read())
+        for a in arrays:
+            a.setflags(write=False)
+        _SOURCES[key] = arrays
+    return _SOURCES[key]
+
+
+def _digits_file() -> Path | None:
+    """scikit-learn's copy of the UCI digits (sklearn/datasets/data/digits.csv.gz), found
+    without importing scikit-learn (an import costs ~1 s per process)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 digits as ``load_digits(return_X_y=True)`` gives them (tests compare)."""
+    path = _digits_file()
+    if path is None:  # another layout: let scikit-learn find its file
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X, y
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int)
+
+
+def _digits(args: dict, rng: np.random.Generator):
+    X, y = _source("digits", _read_digits)
     return X / 16.0, y.astype(np.int64), 10
 
 
@@ -559,13 +596,19 @@ def _write_atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def _mnist1d(n_samples: int):
     args = _mnist1d_args(n_samples)
     path = _mnist1d_cache_path(args)
-    arrays = _read_mnist1d_cache(path)
+    if ("mnist1d", str(path)) in _SOURCES:
+        x, y, x_test, y_test = _SOURCES[("mnist1d", str(path))]
+        arrays = {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
+    else:
+        arrays = _read_mnist1d_cache(path)
     if arrays is None:
         arrays = _generate_mnist1d(args)
         try:
             _write_atomic_npz(path, arrays)
         except OSError as e:
             raise DataError(f"{path}: cannot write the mnist1d cache ({e.strerror})") from e
+    _source(("mnist1d", str(path)),
+            lambda: (arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]))
     y, y_test = arrays["y"].astype(np.int64), arrays["y_test"].astype(np.int64)
     for labels in (y, y_test):
         if labels.size and (labels.min() < 0 or labels.max() > 9):

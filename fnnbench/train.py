@@ -7,7 +7,9 @@ epoch with the run's generator (one permutation, copied once into preallocated b
 each batch is a contiguous view).
 
 Clock: ``train_seconds`` runs only over forward / backward / update, never over evaluation,
-diagnostics or logging, so different batch sizes are compared fairly.
+diagnostics or logging, so different batch sizes are compared fairly. ``eval_seconds`` (a
+summary) is the clock of the evaluation passes and target checks, so that a job's wall time
+splits into training, evaluation and the harness (building, tracking, launching).
 
 Callbacks (``fnnbench.tracking`` is one) get ``on_epoch_end(epoch, metrics)`` — epoch 0 is the
 untrained network — and ``on_train_end(result)``.
@@ -409,6 +411,7 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
     updates = 0
     examples = 0
     clock = 0.0
+    eval_clock = 0.0  # evaluation and target checks (outside the training clock)
     per_epoch = len(epoch_batches)
     check_every = settings.target_check_every if settings.target is not None else 0
 
@@ -420,8 +423,11 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
 
     def check_target() -> bool:
         """The target on the whole training set between two updates (target_check_every)."""
+        nonlocal eval_clock
+        t0 = time.perf_counter()
         with _blas_threads(eval_threads):
             loss, acc = _evaluate(net, net.feedforward(X, eval_ws), T, y)
+        eval_clock += time.perf_counter() - t0
         if _reached(settings, loss, acc):
             mark_target(updates / per_epoch, updates, examples, clock)
             return True
@@ -473,8 +479,11 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
     eval_threads = step_threads(net, n)
 
     def record(epoch: int) -> dict[str, float]:
+        nonlocal eval_clock
+        t0 = time.perf_counter()
         with _blas_threads(eval_threads):
             m = measure(epoch)
+        eval_clock += time.perf_counter() - t0
         m["updates"] = float(updates)
         m["train_seconds"] = clock
         history.append(m)
@@ -532,12 +541,15 @@ def fit(net: MLP, opt: UpdateRule, data: Dataset, settings: TrainSettings, rng: 
         summary["seconds_per_example"] = clock / examples
     for name in encoded:
         if f"{name}_loss" not in last and math.isfinite(last["train_loss"]):
+            t0 = time.perf_counter()
             with _blas_threads(eval_threads):
                 last[f"{name}_loss"], last[f"{name}_acc"] = evaluate(net, *encoded[name])
+            eval_clock += time.perf_counter() - t0
         if f"{name}_acc" in last:
             summary[f"final_{name}_loss"] = last[f"{name}_loss"]
             summary[f"final_{name}_acc"] = last[f"{name}_acc"]
     summary.update(diagnostic_summary(history, net.n_layers - 1))
+    summary["eval_seconds"] = eval_clock
     result = TrainResult(history=history, summary=summary, outcome=outcome, net=net)
     for cb in callbacks:
         cb.on_train_end(result)

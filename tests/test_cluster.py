@@ -176,6 +176,7 @@ def assert_complete_histories(url: str, run_ids, epochs: int = EPOCHS) -> None:
 
 
 SWEEP = ("seed=range(0,6)", "dataset=xor", "optimizer=gd", f"train.epochs={EPOCHS}",
+         "train.diagnostics_every=1",
          "tracking.log_model=false")
 
 

@@ -38,15 +38,21 @@ def dead_pid() -> tuple[int, str]:
 
 # -- 2. the interrupt path ------------------------------------------------------------------
 
-def test_an_error_closing_the_run_never_hides_the_interrupt(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("fast_metrics", [True, False])
+def test_an_error_closing_the_run_never_hides_the_interrupt(tmp_path, monkeypatch, capsys,
+                                                             fast_metrics):
     from mlflow import MlflowClient
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("store gone\nsecond line")
 
+    cfg = make_cfg(tmp_path, log_model=False, fast_metrics=fast_metrics)
     with pytest.raises(KeyboardInterrupt):
-        with tracking.job_run(make_cfg(tmp_path, log_model=False), overrides=["seed=0"]) as job:
+        with tracking.job_run(cfg, overrides=["seed=0"]) as job:
             monkeypatch.setattr(MlflowClient, "set_terminated", broken)
+            if fast_metrics:  # the one-transaction end fails too: MLflow's calls are next
+                assert job._fast is not None
+                job._fast = lambda *a, **k: broken(None)
             fake_fit(tiny_net(), 3, [job], interrupt_at=1)
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fnnbench: could not close run {job.run_id} as KILLED: RuntimeError: "

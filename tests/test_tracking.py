@@ -298,10 +298,9 @@ def test_job_run_logs_everything(tmp_path, monkeypatch, fast_metrics):
         write = real_writer(client)
         assert write is not None, "fastsql is not usable with this MLflow"
 
-        def counted(run_id, metrics):
+        def counted(run_id, metrics=(), **rest):
             calls["fast"] += 1
-            assert len(metrics) <= 1000
-            return write(run_id, metrics)
+            return write(run_id, metrics, **rest)
         return counted
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting_log_batch)
@@ -315,10 +314,11 @@ def test_job_run_logs_everything(tmp_path, monkeypatch, fast_metrics):
                           job_name="activation=tanh") as job:
         assert not job.skipped and job.active
         fake_fit(net, epochs, [job])
-    # metrics: flushes after 20 and 40 epochs, then the last 6 epochs with the summary metrics;
-    # params: 1 log_batch; the outcome tag: 1 log_batch (with the last metrics without fastsql)
+    # metrics: flushes after 20 and 40 epochs, then the last 6 epochs with the summary metrics
+    # and the outcome tag; params: 1 call; with fastsql the final status is one more
+    # transaction (else set_terminated)
     if fast_metrics:
-        assert calls == {"log_batch": 2, "log_metric": 0, "fast": 3}
+        assert calls == {"log_batch": 0, "log_metric": 0, "fast": 5}
     else:
         assert calls == {"log_batch": 4, "log_metric": 0, "fast": 0}
 
@@ -402,6 +402,44 @@ def test_fastsql_writes_exactly_what_log_batch_writes(tmp_path):
     assert found == {a, b}
 
 
+def test_fastsql_params_tags_and_status_as_mlflow_writes_them(tmp_path):
+    from mlflow.entities import Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    from fnnbench.tracking import fastsql
+
+    client = client_for(tmp_path)
+    exp = client.create_experiment("eq2")
+    a, b = (client.create_run(exp, tags={"t0": "x"}).info.run_id for _ in range(2))
+    write = fastsql.writer(client)
+    params = [Param("optimizer.lr", "0.1"), Param("model.hidden_sizes", "[64, 64]")]
+    tags = [RunTag("t0", "y"), RunTag("t1", "z"), RunTag("t1", "last wins")]
+    write(a, params=params, tags=tags)
+    client.log_batch(b, params=params, tags=tags[:2])
+    client.set_tag(b, "t1", "last wins")
+    write(a, params=params[:1])  # the same value again: allowed, as in MLflow
+    with pytest.raises(MlflowException, match="Changing param values is not allowed"):
+        write(a, params=[Param("optimizer.lr", "0.2")])
+    write(a, status="KILLED", end_time=1234)
+    client.set_terminated(b, "KILLED", end_time=1234)
+    ra, rb = client.get_run(a), client.get_run(b)
+    assert ra.data.params == rb.data.params == {p.key: p.value for p in params}
+    strip = {"mlflow.runName", "mlflow.user", "mlflow.source.name", "mlflow.source.type",
+             "mlflow.source.git.commit"}
+    assert {k: v for k, v in ra.data.tags.items() if k not in strip} == {
+        k: v for k, v in rb.data.tags.items() if k not in strip} == {"t0": "y",
+                                                                    "t1": "last wins"}
+    assert (ra.info.status, ra.info.end_time) == (rb.info.status, rb.info.end_time) == (
+        "KILLED", 1234)
+    # MLflow's check is on the lifecycle (deleted runs), not the status: a late tag is taken
+    write(a, tags=[RunTag("t2", "late")])
+    client.set_tag(b, "t2", "late")
+    assert client.get_run(a).data.tags["t2"] == client.get_run(b).data.tags["t2"] == "late"
+    client.delete_run(a)
+    with pytest.raises(MlflowException):  # ... and a deleted run takes nothing, as in MLflow
+        write(a, tags=[RunTag("t3", "deleted")])
+
+
 def test_fastsql_falls_back_to_log_batch(tmp_path):
     from mlflow.entities import Metric
 
@@ -409,9 +447,13 @@ def test_fastsql_falls_back_to_log_batch(tmp_path):
     with tracking.job_run(cfg, overrides=[]) as job:
         assert job._fast is not None
         same = [Metric("train_loss", 0.5, 1000, 0)]
-        job._write_fast(same)
-        job._write_fast(same)  # a duplicate row: the bulk insert fails, log_batch dedups it
+        assert job._write_fast(same)
+        # a duplicate row: the transaction fails and writes nothing, log_batch dedups it
+        assert not job._write_fast(same)
         assert job._fast is None
+        job.flush()
+        job._buffer = list(same)
+        job.flush()
         job.on_epoch_end(1, {"train_loss": 0.25})
     client = client_for(tmp_path)
     assert sorted(m.step for m in client.get_metric_history(job.run_id, "train_loss")) == [0, 1]
@@ -752,3 +794,46 @@ def test_sigint_marks_killed(tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "train_loss")) >= 4
+
+
+def test_a_new_sqlite_store_is_a_copy_of_an_empty_one_with_mlflows_schema(tmp_path, monkeypatch):
+    """prepare() copies a cached empty store instead of running MLflow's migrations again;
+    the copy has the schema, the alembic version and the Default experiment MLflow makes."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    monkeypatch.setenv("FNNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "mlflow_made").mkdir()
+    ref = tmp_path / "mlflow_made" / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{ref}", (ref.parent / "mlartifacts").as_uri()).engine.dispose()
+    (tmp_path / "first").mkdir()
+    (tmp_path / "copied").mkdir()
+    store.prepare({"uri": f"sqlite:///{tmp_path}/first/mlflow.db"})  # makes the template
+    assert list((tmp_path / "cache").glob("mlflow-*-empty.db"))
+    copied = tmp_path / "copied" / "mlflow.db"
+    store.prepare({"uri": f"sqlite:///{copied}"})
+
+    def schema(db):  # tables and indexes with their columns (the SQL text's layout can vary)
+        with sqlite3.connect(db) as con:
+            names = sorted(con.execute("SELECT type, name, tbl_name FROM sqlite_master "
+                                       "WHERE name NOT LIKE 'fnnbench_%'"))
+            tables = [(kind, name, sorted(tuple(c[1:]) for c in con.execute(
+                f"PRAGMA {'table' if kind == 'table' else 'index'}_info('{name}')")))
+                      for kind, name, _ in names]
+            version = con.execute("SELECT * FROM alembic_version").fetchall()
+            default = con.execute("SELECT name, artifact_location, lifecycle_stage FROM "
+                                  "experiments WHERE experiment_id = 0").fetchone()
+        return tables, version, default
+
+    t_ref, v_ref, d_ref = schema(ref)
+    t_new, v_new, d_new = schema(copied)
+    assert t_new == t_ref and v_new == v_ref
+    assert d_ref[0] == d_new[0] == "Default" and d_new[2] == "active"
+    assert d_new[1] == (copied.parent.resolve() / "mlartifacts").as_uri() + "/0"
+    client = MlflowClient(f"sqlite:///{copied}")
+    run = client.create_run("0")
+    client.set_terminated(run.info.run_id)
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert not list(copied.parent.glob(".*.tmp"))

@@ -52,7 +52,8 @@ def assert_every_metric_every_epoch(client, run, epochs: int) -> None:
 
 
 def test_sweep_one_parent_three_finished_children(tmp_path):
-    out = fnnbench(tmp_path, "-m", "seed=0,1,2", "train.epochs=2", "tracking.log_model=false")
+    out = fnnbench(tmp_path, "-m", "seed=0,1,2", "train.epochs=2", "tracking.log_model=false",
+                   "train.diagnostics_every=1")
     assert out.returncode == 0, out.stderr
     client, parents, children = runs(tmp_path)
     assert len(parents) == 1 and len(children) == 3
@@ -70,7 +71,8 @@ def test_sweep_one_parent_three_finished_children(tmp_path):
 
 
 def test_sweep_twice_trains_each_job_once(tmp_path):
-    args = ("-m", "seed=0,1,2", "train.epochs=2", "tracking.log_model=false")
+    args = ("-m", "seed=0,1,2", "train.epochs=2", "tracking.log_model=false",
+            "train.diagnostics_every=1")
     first = fnnbench(tmp_path, *args)
     assert first.returncode == 0, first.stderr
     second = fnnbench(tmp_path, *args)
@@ -86,6 +88,7 @@ def test_parallel_sweep_on_a_fresh_store(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
     epochs = 3
     out = fnnbench(tmp_path, "-m", "seed=0,1,2,3", f"train.epochs={epochs}",
+                   "train.diagnostics_every=1",
                    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert out.returncode == 0, out.stderr
     assert "database is locked" not in out.stderr

@@ -95,7 +95,7 @@ def test_same_seed_same_history_different_seed_differs():
 
 def test_diagnostics_per_layer():
     res, _ = run("dataset=digits", "activation=sigmoid", "model.hidden_sizes=[16,16]",
-                 "train.epochs=2")
+                 "train.epochs=2", "train.diagnostics_every=1")
     h = res.history[-1]
     for l in (1, 2):
         for k in ("act_mean", "act_std", "dead_frac", "saturated_frac"):

@@ -33,7 +33,14 @@ from typing import NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from fnnbench.job.schema import ConfigError, check_against_data, check_size, validate
-from fnnbench.paths import CONF_DIR
+from fnnbench.paths import (
+    CONF_DIR,
+    external_sweep,
+    generated_sweep,
+    is_sweep_path,
+    override_value,
+    shipped_sweep,
+)
 
 GROUPS = ("dataset", "model", "activation", "loss", "optimizer", "regularizer", "tracking",
           "sweep")
@@ -138,6 +145,8 @@ def check_override(o) -> None:
                     "the hydra/ groups that may be chosen are " + ", ".join(
                         f"{g}={'|'.join(v)}" for g, v in HYDRA_CHOICES.items()))
             raise ConfigError(f"{line.lstrip('+~')}: refused; {what}")
+        return
+    if key == "hydra.searchpath" and _generated_searchpath(o):
         return
     if key == "hydra" or key.startswith("hydra."):
         if key.startswith("hydra.callbacks") or key == "hydra":
@@ -290,10 +299,12 @@ def _composition_error(err: Exception, overrides: list[str]) -> ConfigError:
     return ConfigError(first)
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose
-
+def _compose(overrides: list[str], composer=None) -> DictConfig:
     try:
+        if composer is not None:  # (hydra.searchpath is part of its cache key)
+            return composer.compose(overrides, hydra=True)
+        from hydra import compose
+
         return compose("config", overrides=overrides, return_hydra_config=True)
     except ConfigError:
         raise
@@ -365,21 +376,30 @@ def sweep_size(overrides: list[str]) -> int:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    overrides = external_sweep_args(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        first = [o for o in overrides if o.startswith("sweep=")]
+        first = [o for o in overrides if o.startswith(("sweep=", "hydra.searchpath="))]
         cfg = compose("config", overrides=first, return_hydra_config=True)
         params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {})
     GlobalHydra.instance().clear()
     return expand(overrides, params).n_jobs
 
 
-def preflight(args: list[str]) -> list[DictConfig]:
-    """Validate a ``python -m fnnbench`` command line; return the probe configs checked."""
+def preflight(args: list[str], composer=None) -> list[DictConfig]:
+    """Validate a ``python -m fnnbench`` command line; return the probe configs checked.
+
+    ``composer``: a :class:`fnnbench.cli.compose.Composer` to compose with (default: a new
+    one); sharing one across command lines shares its cache of compositions.
+    """
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    flags, overrides = split_args(args)
+    from fnnbench.cli.compose import Composer
+
+    composer = composer if composer is not None else Composer()
+
+    flags, overrides = split_args(external_sweep_args(args))
     check_flags(flags)
     for o in parse_overrides(overrides):
         check_override(o)
@@ -388,7 +408,7 @@ def preflight(args: list[str]) -> list[DictConfig]:
     GlobalHydra.instance().clear()
     checked: list[DictConfig] = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        first = _compose(_first_values(overrides))
+        first = _compose(_first_values(overrides), composer)
         check_hydra(first)
         params = first.hydra.sweeper.get("params")
         sweeper_params = OmegaConf.to_container(params) if params is not None else {}
@@ -401,7 +421,7 @@ def preflight(args: list[str]) -> list[DictConfig]:
         check_output_dir(first, multirun)
         sizes: dict[str, tuple[int, int, int]] = {}
         for probe in probes:
-            cfg = _compose(probe)
+            cfg = _compose(probe, composer)
             check_hydra(cfg)
             job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             validate(job)
@@ -431,15 +451,24 @@ def _first_values(overrides: list[str]) -> list[str]:
     return out
 
 
+# (training examples, features, classes) by dataset config, for this process: a reproduction
+# checks a dozen claim sweeps over the same few datasets
+_DATA_SHAPES: dict[str, tuple[int, int, int]] = {}
+
+
 def _data_shape(job: DictConfig) -> tuple[int, int, int]:
     """(training examples, features, classes) of the job's dataset, loaded once."""
     from fnnbench.data import DataError, load_dataset
 
-    try:
-        data = load_dataset(OmegaConf.to_container(job.dataset, resolve=True), seed=0)
-    except DataError as err:
-        raise ConfigError(str(err)) from None
-    return len(data.y_train), data.n_features, data.n_classes
+    spec = OmegaConf.to_container(job.dataset, resolve=True)
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _DATA_SHAPES:
+        try:
+            data = load_dataset(spec, seed=0)
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+        _DATA_SHAPES[key] = (len(data.y_train), data.n_features, data.n_classes)
+    return _DATA_SHAPES[key]
 
 
 def _prepare_stores(jobs: list[DictConfig]) -> None:
@@ -479,3 +508,79 @@ def _tracking_message(t: DictConfig, err) -> str:
     else:
         key = "tracking.uri (default)"
     return f"{key}={uri}: MLflow tracking store: {cause}"
+
+
+# ------------------------------------------------------------ claim files outside sweeps/
+#
+# ``sweep=path/to/<name>.yaml`` runs a claim file that is not in fnnbench's sweeps/: it is
+# copied into a directory fnnbench generates (fnnbench.paths.external_sweep: named by the
+# file's sha256, holding only sweep/<name>.yaml) and the command line becomes
+# ``sweep=<name> hydra.searchpath=[file://<that directory>]``. That one search path entry is
+# the only one check_override lets through (_generated_searchpath); every other check runs on
+# the composed config as for a shipped sweep (check_hydra, validate, the data, the store).
+
+SEARCHPATH_KEY = "hydra.searchpath"
+
+
+def external_sweep_args(args: list[str]) -> list[str]:
+    """``args`` with a ``sweep=<file>.yaml`` override replaced by ``sweep=<name>`` and the
+    generated search path entry (see above); other arguments unchanged, and ``args`` itself
+    when there is no such override. A bad path is a one-line ConfigError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    out: list[str] = []
+    extra: list[str] = []
+    changed = False
+    for a in args:
+        key = a.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+        if a.startswith("-") or key != "sweep" or "=" not in a:
+            out.append(a)
+            continue
+        try:
+            o = parser.parse_overrides([a])[0]
+        except OverrideParseException:
+            out.append(a)  # preflight reports the malformed override
+            continue
+        if o.is_delete() or o.is_sweep_override():
+            value = None if o.is_delete() else o.input_line.split("=", 1)[1]
+            if value is not None and any(is_sweep_path(str(v))
+                                         for v in o.sweep_string_iterator()):
+                raise ConfigError(f"sweep={value}: one claim file at a time (run each with "
+                                  "its own command)")
+            out.append(a)
+            continue
+        value = o.value()
+        if not isinstance(value, str) or not is_sweep_path(value):
+            out.append(a)
+            continue
+        if extra:
+            raise ConfigError(f"{a}: one claim file at a time")
+        shipped = shipped_sweep(Path(value).stem)
+        if shipped is not None and Path(value).expanduser().resolve() == shipped.resolve():
+            out.append(f"sweep={shipped.stem}")  # a shipped claim file, named by its path
+            changed = True
+            continue
+        try:
+            name, directory = external_sweep(value)
+        except ValueError as err:
+            raise ConfigError(f"sweep={err}") from None
+        out.append(f"sweep={name}")
+        extra.append(f"{SEARCHPATH_KEY}=[{override_value(f'file://{directory}')}]")
+    return out + extra if extra or changed else list(args)
+
+
+def _generated_searchpath(o) -> bool:
+    """Is this ``hydra.searchpath=[...]`` override exactly one directory that
+    fnnbench.paths.external_sweep generated (and nothing else)?"""
+    if o.is_delete() or o.is_sweep_override() or o.package is not None:
+        return False
+    try:
+        value = o.value()
+    except Exception:
+        return False
+    if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], str):
+        return False
+    entry = value[0]
+    return entry.startswith("file://") and generated_sweep(entry[len("file://"):]) is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import os
 import shutil
 import tempfile
@@ -99,7 +100,9 @@ def save_pyfunc(path: str | Path, params_npz: str | Path, net) -> None:
     shutil.copytree(template, path)
     target = path / "artifacts" / "params.npz"
     shutil.copyfile(params_npz, target)
-    model = Model.load(str(path))
+    if key not in _TEMPLATE_MODELS:  # MLmodel parsed once per shape, copied per job
+        _TEMPLATE_MODELS[key] = Model.load(str(template))
+    model = copy.deepcopy(_TEMPLATE_MODELS[key])
     model.model_uuid = uuid.uuid4().hex
     model.utc_time_created = str(datetime.now(UTC).replace(tzinfo=None))
     if model.model_size_bytes:
@@ -124,3 +127,4 @@ def _save_with_mlflow(path: Path, params_npz: Path, sig) -> None:
 
 # (input schema, output schema) -> a model directory written by save_model in this process
 _TEMPLATES: dict[tuple[str, str], Path] = {}
+_TEMPLATE_MODELS: dict[tuple[str, str], object] = {}  # their MLmodel, loaded

@@ -228,23 +228,20 @@ class JobRun:
             self.spool.batch(metrics=self._buffer, tags=tags)
             self._reset_buffer()
             return
+        if self._fast is not None and self._write_fast(metrics=self._buffer, tags=tags):
+            self._reset_buffer()
+            return
         batches = list(records.chunks(self._buffer, records.METRICS_PER_BATCH))
-        fast = self._fast is not None
-        if not fast and not batches and tags:
+        if not batches and tags:
             batches = [[]]  # tags only
         done = 0  # batches written
         try:
             for i, metrics in enumerate(batches):
                 last = i == len(batches) - 1
-                if fast:
-                    self._write_fast(metrics)
-                else:
-                    with_retry(self.client.log_batch, self.run_id, metrics=metrics,
-                               tags=tags if last else [])
-                    self.n_metrics_logged += len(metrics)
+                with_retry(self.client.log_batch, self.run_id, metrics=metrics,
+                           tags=tags if last else [])
+                self.n_metrics_logged += len(metrics)
                 done += 1
-            if fast and tags:
-                with_retry(self.client.log_batch, self.run_id, tags=tags)
         except Exception as exc:
             if not self._start_spooling(exc):
                 raise
@@ -291,14 +288,17 @@ class JobRun:
             self._stop_reason = f"the sweep's launching process {launcher[1]} is gone"
             raise KeyboardInterrupt(self._stop_reason)
 
-    def _write_fast(self, metrics: list) -> None:
-        """One bulk insert (fastsql); on any error this batch goes through log_batch."""
+    def _write_fast(self, metrics: Sequence = (), **rest: Any) -> bool:
+        """One transaction (fastsql: metrics, params, tags, status); False after any error,
+        and the rest of this run takes MLflow's own calls (the failed transaction wrote
+        nothing)."""
         try:
-            with_retry(self._fast, self.run_id, metrics)
+            with_retry(self._fast, self.run_id, metrics=metrics, **rest)
         except Exception:
-            self._fast = None  # the rest of this run takes MLflow's own path
-            with_retry(self.client.log_batch, self.run_id, metrics=metrics)
+            self._fast = None
+            return False
         self.n_metrics_logged += len(metrics)
+        return True
 
     # -- artifacts --------------------------------------------------------------------------
     def _log_artifacts(self, result) -> None:
@@ -352,6 +352,8 @@ class JobRun:
         if self.run_id is None:
             return
         with _deferred_signals():
+            if self.spool is None and self._fast is not None and self._end_fast(status, exc):
+                return
             try:
                 self.flush()
             except Exception as flush_exc:
@@ -374,6 +376,22 @@ class JobRun:
                 message = records.clip_tag(f"{type(exc).__name__}: {exc}")
                 self.spool.batch(tags=[RunTag(TAG_ERROR, message)])
             self.spool.end(status)
+
+    def _end_fast(self, status: str, exc: BaseException | None) -> bool:
+        """The buffered metrics, the stop reason and the final status in one transaction
+        (the error of a FAILED run first, as `_end` logs it); False: use `_end`'s way."""
+        from mlflow.entities import RunTag
+
+        if exc is not None and status == "FAILED":
+            self._log_error(exc)
+        tags = []
+        if status == "KILLED" and self._stop_reason:
+            tags.append(RunTag(TAG_ERROR, self._stop_reason))
+        if not self._write_fast(metrics=self._buffer, tags=tags, status=status,
+                                end_time=int(time.time() * 1000)):
+            return False
+        self._reset_buffer()
+        return True
 
     def _end_quietly(self, status: str, exc: BaseException) -> None:
         """`_end` on the way out of an exception: an error while closing the run is one
@@ -482,18 +500,23 @@ def _skip_lookup(client, exp_id: str, config_hash: str) -> str | None:
 
 @contextlib.contextmanager
 def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
-            job_name: str | None = None) -> Iterator[JobRun]:
+            job_name: str | None = None, sweep: str | None = None,
+            searchpath: Sequence[str] = ()) -> Iterator[JobRun]:
     """Open the MLflow run of one job (see the module docstring); yields a `JobRun`.
 
     cfg: the job's composed config (needs `tracking`; `claim.id` tags the claim).
     overrides: the job's override strings (default: Hydra's task overrides of this job).
     job_name: the run name (default: the overrides the sweep varies, see `run_name`).
+    sweep: the claim sweep the job belongs to (default: Hydra's choice of `sweep`).
+    searchpath: Hydra's search path, where an external claim file's copy is (default:
+    Hydra's `hydra.searchpath` of this job).
     With cfg.tracking.enabled false this yields a no-op JobRun and touches no MLflow code.
     """
     if not enabled(cfg):
         yield JobRun(cfg=cfg)
         return
     from mlflow import MlflowClient
+    from mlflow.entities import Param
 
     tcfg = cfg.get("tracking") or {}
     uri = os.environ.get(ENV_URI) or prepare(tcfg)
@@ -528,12 +551,12 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
     })
     claim_cfg = cfg.get("claim")
     claim = claim_cfg.get("id") if isinstance(claim_cfg, Mapping) else None
-    sweep = _sweep_choice(hc)
+    sweep = sweep or _sweep_choice(hc)
     if claim:
         tags[TAG_CLAIM] = str(claim)
     if sweep:
         tags[TAG_SWEEP] = str(sweep)
-        digest = sweep_sha256(sweep)
+        digest = sweep_sha256(sweep, list(searchpath) or _searchpath(hc))
         if digest:
             tags[TAG_SWEEP_SHA256] = digest
     if parent_id:
@@ -542,16 +565,15 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
     run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
     job = JobRun(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
               artifact_uri=run.info.artifact_uri)
+    params = [Param(k, v) for k, v in records.flatten(records.resolved(cfg)).items()]
     try:
         try:
-            _log_params(client, job.run_id, cfg)
+            if job._fast is None or not job._write_fast(params=params):
+                _log_params(client, job.run_id, params)
         except Exception as exc:
             if not job._start_spooling(exc):
                 raise
-            from mlflow.entities import Param
-
-            job.spool.batch(params=[Param(k, v) for k, v in records.flatten(
-                records.resolved(cfg)).items()])
+            job.spool.batch(params=params)
         yield job
     except KeyboardInterrupt as exc:
         job._end_quietly("KILLED", exc)
@@ -566,14 +588,21 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
         job._end("FINISHED")
 
 
-def sweep_sha256(sweep: str | None) -> str | None:
-    """sha256 of the claim file ``sweeps/<sweep>.yaml`` (None when there is no such file)."""
-    from fnnbench.paths import SWEEPS_DIR, file_sha256
+def sweep_sha256(sweep: str | None, searchpath: Sequence[str] = ()) -> str | None:
+    """sha256 of the claim file ``sweep=<sweep>`` composed: ``sweeps/<sweep>.yaml``, or the
+    copy of an external claim file on Hydra's search path (``fnnbench.paths.sweep_file``);
+    None when there is no such file."""
+    from fnnbench.paths import file_sha256, sweep_file
 
-    if not sweep:
-        return None
-    path = Path(SWEEPS_DIR) / f"{sweep}.yaml"
-    return file_sha256(path) if path.is_file() else None
+    path = sweep_file(sweep, searchpath)
+    return file_sha256(path) if path is not None else None
+
+
+def _searchpath(hc) -> list[str]:
+    try:
+        return [str(p) for p in (hc.searchpath or [])] if hc is not None else []
+    except Exception:
+        return []
 
 
 def _sweep_choice(hc) -> str | None:
@@ -585,9 +614,6 @@ def _sweep_choice(hc) -> str | None:
         return None
 
 
-def _log_params(client, run_id: str, cfg: Mapping) -> None:
-    from mlflow.entities import Param
-
-    params = [Param(k, v) for k, v in records.flatten(records.resolved(cfg)).items()]
+def _log_params(client, run_id: str, params: Sequence) -> None:
     for batch in records.chunks(params, records.PARAMS_PER_BATCH):
         with_retry(client.log_batch, run_id, params=batch)

@@ -59,7 +59,9 @@ from fnnbench.tracking.names import (
     TAG_SWEEP_SHA256,
     SweepCounts,
     count_tag,
+    report_line,
     sweep_line,
+    ui_line,
 )
 from fnnbench.tracking.run import enabled, sweep_sha256
 from fnnbench.tracking.spool import spool_dir
@@ -224,6 +226,10 @@ class SweepCallback(Callback):
         self._launcher = ""  # liveness.encode() of the launching process
         self._spool_dir = ""
         self.job_logs: str | None = None  # where a submitit launcher's jobs write their output
+        # fnnbench.reproduce's pool: no lines printed, the jobs' environment passed per job
+        # (job_env) instead of exported to this process (several sweeps are open at once)
+        self.quiet = False
+        self.export_env = True
 
     # -- single runs ------------------------------------------------------------------------
     def on_run_start(self, config, **kwargs: Any) -> None:
@@ -267,7 +273,8 @@ class SweepCallback(Callback):
                      TAG_OVERRIDES: records.clip_tag(" ".join(info["overrides"]))})
         if info["sweep"]:
             tags[TAG_SWEEP] = str(info["sweep"])
-            digest = sweep_sha256(info["sweep"])
+            searchpath = (config.get("hydra") or {}).get("searchpath") or ()
+            digest = sweep_sha256(info["sweep"], searchpath)
             if digest:
                 tags[TAG_SWEEP_SHA256] = digest
         if info["claim"]:
@@ -279,10 +286,12 @@ class SweepCallback(Callback):
         self.parent_run_id = run.info.run_id
         self.summary = None
         self._keys = ",".join(info["keys"])
-        self._set_env({ENV_URI: uri, ENV_PARENT: self.parent_run_id, ENV_SWEEP_KEYS: self._keys,
-                       ENV_LAUNCHER: self._launcher, ENV_SPOOL_DIR: self._spool_dir})
+        if self.export_env:
+            self._set_env(self.job_env())
         self._pid = os.getpid()
         atexit.register(self._at_exit)
+        if self.quiet:
+            return
         n = "" if info["n_jobs"] is None else f"{info['n_jobs']} jobs, "
         print(f"fnnbench: sweep {self.name}: {n}parent run {self.parent_run_id} "
               f"(experiment {exp_id}) in {uri}", flush=True)
@@ -299,9 +308,14 @@ class SweepCallback(Callback):
         """
         if self.parent_run_id is None or os.getpid() == self._pid:
             return
-        os.environ.update({ENV_URI: self.uri or "", ENV_PARENT: self.parent_run_id,
-                           ENV_SWEEP_KEYS: self._keys, ENV_LAUNCHER: self._launcher,
-                           ENV_SPOOL_DIR: self._spool_dir})
+        os.environ.update(self.job_env())
+
+    def job_env(self) -> dict[str, str]:
+        """The environment a job of this sweep needs (store, parent run, swept keys, launching
+        process, spool folder)."""
+        return {ENV_URI: self.uri or "", ENV_PARENT: self.parent_run_id or "",
+                ENV_SWEEP_KEYS: self._keys, ENV_LAUNCHER: self._launcher,
+                ENV_SPOOL_DIR: self._spool_dir}
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         """finish(); an error is one line on stderr (never Hydra's multi-line warning)."""
@@ -340,7 +354,10 @@ class SweepCallback(Callback):
             tags.append(RunTag(TAG_ERROR, f"the sweep ended early ({ended_early})"))
         with_retry(client.log_batch, parent_id, tags=tags)
         with_retry(client.set_terminated, parent_id, summary.status)
-        print(summary.line(self.name, parent_id), flush=True)
+        if not self.quiet:
+            print(summary.line(self.name, parent_id), flush=True)
+            print(report_line(parent_id), flush=True)  # after the line reproduce parses
+            print(ui_line(self.uri or "", self.experiment_id or "", parent_id), flush=True)
         if self.job_logs and (summary.n_failed or summary.n_killed or ended_early):
             print(f"fnnbench: job output (submitit): {self.job_logs}", flush=True)
         self.summary = summary
