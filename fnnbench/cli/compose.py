@@ -86,8 +86,12 @@ class Composer:
         fixed = [o for o in parsed if not o.is_sweep_override()]
         groups = tuple(o.input_line for o in fixed if self._is_group(o))
         values = [o for o in fixed if not self._is_group(o)]
-        if not hydra:
-            values = [o for o in values if not o.is_hydra_override()]
+        if not hydra and any(o.is_hydra_override() for o in values):
+            # hydra.* values only touch the hydra section, but Hydra checks them: so do we
+            cfg = self.compose(overrides, hydra=True, multirun=multirun)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            return cfg
         key = (groups, hydra)
         blob = self._cache.get(key)
         if blob is None:

@@ -97,7 +97,10 @@ class _Task:
 class _Plan:
     claim: str
     sweep_cfg: object  # the sweep's own config (with hydra), for SweepCallback.start
-    jobs: list[list[str]]
+    jobs: list[list[str]]  # each job's task overrides (as Hydra's sweeper makes them)
+    # the sweep's hydra overrides that change what a job composes (hydra/<group> choices,
+    # hydra.searchpath), put before each job's overrides as Hydra's load_sweep_config does
+    hydra_args: list[str] = field(default_factory=list)
 
 
 # -- the worker side ------------------------------------------------------------------------
@@ -115,12 +118,21 @@ def _worker_init(log_path: str | None) -> None:
     install_signal_handlers()
 
 
+# Set in a worker once a job was interrupted (Ctrl-C, SIGTERM, the launching process gone):
+# the jobs still queued for it are not started (the executor would hand them over).
+_STOPPING = False
+
+
 def _run_task(task: _Task) -> JobDone:
     """One job in a worker, as ``fnnbench.cli.main.hydra_main`` runs it in a Hydra job."""
+    global _STOPPING
     from fnnbench.data import DataError
     from fnnbench.job import ConfigError, run_job
     from fnnbench.tracking.names import failed_line
 
+    if _STOPPING:
+        return JobDone(task.claim, task.context.name or "", "killed",
+                       error="not started: the pool was stopping")
     started = time.time()
     os.environ.update(task.env)
     t0 = time.perf_counter()
@@ -130,6 +142,7 @@ def _run_task(task: _Task) -> JobDone:
         cfg = pickle.loads(task.cfg)
         result = run_job(cfg, multirun=True, context=task.context)
     except KeyboardInterrupt:
+        _STOPPING = True
         done.kind = "killed"
         done.job_seconds = time.perf_counter() - t0
         return done
@@ -194,11 +207,18 @@ def plan_sweep(spec: SweepSpec, composer) -> _Plan:
         sweep_cfg = composer.compose(args, hydra=True, multirun=True)
     node = sweep_cfg.hydra.sweeper.get("params")
     params = OmegaConf.to_container(node) if node is not None else {}
-    parsed = parse_overrides([f"{k}={v}" for k, v in params.items()] + args)
+    # Hydra's multirun hands its sweeper the task overrides only; the hydra ones stay on the
+    # sweep's config and are re-applied to each job by the launcher (load_sweep_config)
+    task = [str(o) for o in sweep_cfg.hydra.overrides.task]
+    parsed = parse_overrides([f"{k}={v}" for k, v in params.items()] + task)
     max_batch = sweep_cfg.hydra.sweeper.get("max_batch_size")
     jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, max_batch)
             for job in batch]
-    return _Plan(spec.name, sweep_cfg, jobs)
+    # hydra.* values (hydra.job.chdir, ...) touch only the hydra section, which a job config
+    # does not have (preflight checked them); groups and the search path change the job
+    hydra_args = [str(o) for o in sweep_cfg.hydra.overrides.hydra
+                  if str(o).startswith(("hydra/", "hydra.searchpath="))]
+    return _Plan(spec.name, sweep_cfg, jobs, hydra_args)
 
 
 def _tasks(sweeps: Sequence[SweepSpec], composer, opened: dict, runs: dict,
@@ -229,7 +249,7 @@ def _tasks(sweeps: Sequence[SweepSpec], composer, opened: dict, runs: dict,
         with composer.session():
             for job in plan.jobs:
                 t0 = time.perf_counter()
-                blob = pickle.dumps(composer.compose(job, hydra=False))
+                blob = pickle.dumps(composer.compose([*plan.hydra_args, *job], hydra=False))
                 ctx = JobContext(tuple(job), run_name(job, keys), sweep, parallel=True,
                                  searchpath=searchpath)
                 seconds = time.perf_counter() - t0
