@@ -467,6 +467,15 @@ def _source(key: Any, read: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.nd
     return _SOURCES[key]
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a file, None when it is missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def _digits_file() -> Path | None:
     """scikit-learn's copy of the UCI digits (sklearn/datasets/data/digits.csv.gz), found
     without importing scikit-learn (an import costs ~1 s per process)."""
@@ -596,8 +605,9 @@ def _write_atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def _mnist1d(n_samples: int):
     args = _mnist1d_args(n_samples)
     path = _mnist1d_cache_path(args)
-    if ("mnist1d", str(path)) in _SOURCES:
-        x, y, x_test, y_test = _SOURCES[("mnist1d", str(path))]
+    key = ("mnist1d", str(path), _file_stamp(path))  # the file changed: read it again
+    if key in _SOURCES:
+        x, y, x_test, y_test = _SOURCES[key]
         arrays = {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
     else:
         arrays = _read_mnist1d_cache(path)
@@ -607,8 +617,10 @@ def _mnist1d(n_samples: int):
             _write_atomic_npz(path, arrays)
         except OSError as e:
             raise DataError(f"{path}: cannot write the mnist1d cache ({e.strerror})") from e
-    _source(("mnist1d", str(path)),
-            lambda: (arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]))
+        key = ("mnist1d", str(path), _file_stamp(path))
+    for old in [k for k in _SOURCES if k[:2] == key[:2] and k != key]:
+        del _SOURCES[old]  # an earlier version of the same file
+    _source(key, lambda: (arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]))
     y, y_test = arrays["y"].astype(np.int64), arrays["y_test"].astype(np.int64)
     for labels in (y, y_test):
         if labels.size and (labels.min() < 0 or labels.max() > 9):

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 SERVER_SCRIPT = REPO / "scripts" / "mlflow-server"
 TIMEOUT = 1800  # seconds: generous, the machine is shared and loaded
-TIMING_METRICS = {"train_seconds", "seconds_to_target", "seconds_per_example"}
+TIMING_METRICS = {"train_seconds", "eval_seconds", "seconds_to_target", "seconds_per_example"}
 FINAL = {"FINISHED", "FAILED", "KILLED"}
 
 
