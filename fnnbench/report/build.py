@@ -640,22 +640,8 @@ def render_claim(
         if counts.total == 0:
             skipped.append(f"{heading}: no runs")
             continue
-        rel = f"{IMG}/{name}-{pname}.png"
-        try:
-            got = fn(ctx)
-            if isinstance(got, str):
-                skipped.append(f"{heading}: {got}")
-                continue
-            fig, caption = got
-            images.append(plots.save(fig, out / rel))
-        except Exception as err:  # noqa: BLE001 - one odd figure must not sink the report
-            plots.close_all()
-            msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            skipped.append(f"{heading}: could not be drawn ({md.md_escape(msg)})")
-            if log is not None:
-                log(f"{claim.id}: {pname} not drawn: {msg}")
-            continue
-        figures.append(md.FigureRef(pname, rel, heading, caption))
+        _draw(fn, ctx, pname, heading, f"{IMG}/{name}-{pname}.png", out,
+              (figures, skipped, images), log, claim.id)
     used_ids = set(used["run_id"]) if len(used) else set()
     counting = runs[counting_mask(runs)] if len(runs) else runs
     unused = int((~counting["run_id"].isin(used_ids)).sum()) if len(counting) else 0
@@ -872,22 +858,8 @@ def render_sweep(
         if not len(runs):
             skipped.append(f"{heading}: no runs")
             continue
-        rel = f"{IMG}/{stem}-{pname}.png"
-        try:
-            got = fn(ctx)
-            if isinstance(got, str):
-                skipped.append(f"{heading}: {got}")
-                continue
-            fig, caption = got
-            images.append(plots.save(fig, out / rel))
-        except Exception as err:  # noqa: BLE001 - one odd figure must not sink the report
-            plots.close_all()
-            msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            skipped.append(f"{heading}: could not be drawn ({md.md_escape(msg)})")
-            if log is not None:
-                log(f"sweep {sweep.short}: {pname} not drawn: {msg}")
-            continue
-        figures.append(md.FigureRef(pname, rel, heading, caption))
+        _draw(fn, ctx, pname, heading, f"{IMG}/{stem}-{pname}.png", out,
+              (figures, skipped, images), log, f"sweep {sweep.short}")
     reused = set(sweep.reused)
     listed = []
     seeds = runs.get("params.seed", pd.Series(None, index=runs.index))
@@ -1317,3 +1289,26 @@ def write_readme(path: str | Path, results: Sequence[ClaimResult]) -> Path:
         raise ValueError(f"{path}: {err}") from err
     path.write_text(new, encoding="utf-8")
     return path
+
+
+def _draw(fn, ctx, pname: str, heading: str, rel: str, out: Path, lists: tuple[list, list, list],
+          log, who: str) -> None:
+    """Draw one figure of a page into ``out / rel``: a FigureRef into ``figures``, or why not
+    into ``skipped`` (a figure function returns a reason, or raises: one odd figure never sinks
+    the report); the PNG path into ``images``."""
+    figures, skipped, images = lists
+    try:
+        got = fn(ctx)
+        if isinstance(got, str):
+            skipped.append(f"{heading}: {got}")
+            return
+        fig, caption = got
+        images.append(plots.save(fig, out / rel))
+    except Exception as err:  # noqa: BLE001 - one odd figure must not sink the report
+        plots.close_all()
+        msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        skipped.append(f"{heading}: could not be drawn ({md.md_escape(msg)})")
+        if log is not None:
+            log(f"{who}: {pname} not drawn: {msg}")
+        return
+    figures.append(md.FigureRef(pname, rel, heading, caption))
