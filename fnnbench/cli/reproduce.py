@@ -100,7 +100,6 @@ def run_pooled(claims, *, quick: bool, jobs: int, extra: list[str]) -> tuple[lis
 
     from fnnbench.cli.pool import default_log_path, run_claims
     from fnnbench.cli.preflight import expand
-    from fnnbench.job import ConfigError
 
     log_path = default_log_path()
     failed: list[str] = []
@@ -133,10 +132,8 @@ def run_pooled(claims, *, quick: bool, jobs: int, extra: list[str]) -> tuple[lis
     try:
         runs = run_claims(claims, workers=jobs, quick=quick, extra=extra, log_path=log_path,
                           on_job=on_job, on_claim=on_claim)
-    except ConfigError as err:
+    finally:  # a ConfigError or an interrupt: the caller says it in one line
         bar.close()
-        raise err
-    bar.close()
     done = [j for r in runs for j in r.jobs]
     trained = [j for j in done if j.kind == "finished"]
     overheads = [j.job_seconds - j.train_seconds - j.eval_seconds + j.compose_seconds
