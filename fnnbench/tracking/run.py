@@ -565,9 +565,10 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
     run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
     job = JobRun(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
               artifact_uri=run.info.artifact_uri)
-    params = [Param(k, v) for k, v in records.flatten(records.resolved(cfg)).items()]
+    params: list = []
     try:
         try:
+            params = [Param(k, v) for k, v in records.flatten(records.resolved(cfg)).items()]
             if job._fast is None or not job._write_fast(params=params):
                 _log_params(client, job.run_id, params)
         except Exception as exc:
