@@ -211,9 +211,11 @@ def test_the_printed_link_opens_the_runs_view_with_the_parent_and_its_jobs(ui, b
     url = browser.current_url
     assert f"/#/experiments/{ui['run'].info.experiment_id}/runs?" in url, url
     assert "workflowType=machine_learning" in url and "/overview" not in url
+    # the search: 6 jobs and their parent (the count renders after the first rows)
+    _wait(browser, "7 matching runs", lambda d: "7 matching runs" in d.find_element(
+        "tag name", "body").text)
     body = browser.find_element("tag name", "body").text
     assert ui["run"].info.run_name == "xor_single_neuron" and "xor_single_neuron" in body
-    assert "7 matching runs" in body  # the search: 6 jobs and their parent
     _shot(browser, tmp_path / "runs-collapsed.png")
 
     # expand the parent: the button before its name in the Run Name cell
@@ -223,9 +225,10 @@ def test_the_printed_link_opens_the_runs_view_with_the_parent_and_its_jobs(ui, b
     browser.find_element("css selector", f"{name_cell} button").click()
     for child in children:
         sel = f"[role=row][row-id='{child.info.run_id}'] [role=gridcell][col-id*='Run Name']"
-        cell = _wait(browser, f"job {child.info.run_name}",
-                     lambda d, s=sel: d.find_elements("css selector", s))
-        assert child.info.run_name and child.info.run_name in cell[0].text, cell[0].text
+        name = child.info.run_name
+        assert name
+        _wait(browser, f"job {name}", lambda d, s=sel, n=name: any(
+            n in c.text for c in d.find_elements("css selector", s)))
     body = browser.find_element("tag name", "body").text
     assert "model.hidden_sizes=[4],seed=2" in body and "model.hidden_sizes=[],seed=0" in body
     _shot(browser, tmp_path / "runs.png")
@@ -249,9 +252,11 @@ def test_the_parent_runs_artifacts_hold_the_report_page_and_its_pngs(ui, browser
     def node(text: str):  # a name in the artifact tree
         return browser.find_element("xpath", f"//*[normalize-space(text())='{text}']")
 
-    node("img").click()  # open the figures' folder, then show the first figure
+    node("img").click()  # open the figures' folder: every figure of the page is in the tree
     _wait(browser, f"{pngs[0]} in the tree", lambda d: node(pngs[0]).is_displayed())
-    node(pngs[0]).click()
+    _wait(browser, f"all of {pngs} in the tree", lambda d: all(
+        name in d.find_element("tag name", "body").text for name in pngs))
+    node(pngs[0]).click()  # then show the first figure
 
     width = int.from_bytes((ui["reports"] / "img" / pngs[0]).read_bytes()[16:20], "big")
 
@@ -260,8 +265,7 @@ def test_the_parent_runs_artifacts_hold_the_report_page_and_its_pngs(ui, browser
                 if d.execute_script("return arguments[0].naturalWidth", i) == width]
 
     _wait(browser, f"the figure {pngs[0]} ({width} px wide)", shown)
-    body = browser.find_element("tag name", "body").text
-    assert f"report/img/{pngs[0]}" in body
-    for name in pngs:  # every figure of the page is in the tree
-        assert name in body, (name, body[:2000])
+    # the preview's path (the UI re-renders the tree around it: waited for, not read once)
+    _wait(browser, f"report/img/{pngs[0]} on the page",
+          lambda d: f"report/img/{pngs[0]}" in d.find_element("tag name", "body").text)
     _shot(browser, tmp_path / "artifacts-png.png")
