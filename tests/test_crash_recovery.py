@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.procs import group_members
 from tests.test_guarantees_faults import (
     FINAL,
     SERVER_SCRIPT,
@@ -47,20 +48,6 @@ pytestmark = pytest.mark.slow
 SWEEP = ("-m", "seed=0,1,2", "dataset=moons", "optimizer=minibatch", "train.epochs=150",
          "tracking.log_model=false", "tracking.flush_every=1")
 JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group `pgid`."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-                out.append(int(entry.name))
-    return out
 
 
 def kill_group(live: Live) -> None:

@@ -37,6 +37,7 @@ import pytest
 
 from fnnbench.claims import load_claims
 from fnnbench.paths import SWEEPS_DIR
+from tests.fixtures.procs import group_members
 from tests.test_compose import hydra_jobs, hydra_multirun_config
 
 TIMEOUT = 900  # seconds for one reproduction: generous, the machine is shared and loaded
@@ -83,20 +84,6 @@ def reproduce(cwd: Path, db: Path, *args: str,
               timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(reproduce_cmd(*args), cwd=cwd, env=clean_env(db), capture_output=True,
                           text=True, timeout=timeout)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-                out.append(int(entry.name))
-    return out
 
 
 def parent_pid(pid: int) -> int:
