@@ -280,7 +280,7 @@ def test_job_run_logs_everything(tmp_path, monkeypatch, fast_metrics):
 
     from fnnbench.tracking import fastsql
 
-    calls = {"log_batch": 0, "log_metric": 0, "fast": 0}
+    calls = {"log_batch": 0, "log_metric": 0, "fast": 0, "create": 0}
     real_log_batch = MlflowClient.log_batch
     real_writer = fastsql.writer
 
@@ -298,10 +298,15 @@ def test_job_run_logs_everything(tmp_path, monkeypatch, fast_metrics):
         write = real_writer(client)
         assert write is not None, "fastsql is not usable with this MLflow"
 
-        def counted(run_id, metrics=(), **rest):
-            calls["fast"] += 1
-            return write(run_id, metrics, **rest)
-        return counted
+        class Counted(type(write)):
+            def __call__(self, run_id, metrics=(), **rest):
+                calls["fast"] += 1
+                return super().__call__(run_id, metrics, **rest)
+
+            def create_run(self, *args, **kwargs):
+                calls["create"] += 1
+                return super().create_run(*args, **kwargs)
+        return Counted(write.store)
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting_log_batch)
     monkeypatch.setattr(MlflowClient, "log_metric", no_log_metric)
@@ -315,12 +320,13 @@ def test_job_run_logs_everything(tmp_path, monkeypatch, fast_metrics):
         assert not job.skipped and job.active
         fake_fit(net, epochs, [job])
     # metrics: flushes after 20 and 40 epochs, then the last 6 epochs with the summary metrics
-    # and the outcome tag; params: 1 call; with fastsql the final status is one more
-    # transaction (else set_terminated)
+    # and the outcome tag. fastsql: the run with its tags and params in one transaction, the
+    # last metrics with the outcome tag and the final status in one more; MLflow's calls:
+    # params in one log_batch, the final status by set_terminated
     if fast_metrics:
-        assert calls == {"log_batch": 0, "log_metric": 0, "fast": 5}
+        assert calls == {"log_batch": 0, "log_metric": 0, "fast": 3, "create": 1}
     else:
-        assert calls == {"log_batch": 4, "log_metric": 0, "fast": 0}
+        assert calls == {"log_batch": 4, "log_metric": 0, "fast": 0, "create": 0}
 
     client = client_for(tmp_path)
     run = client.get_run(job.run_id)
@@ -366,16 +372,25 @@ def test_job_run_logs_everything(tmp_path, monkeypatch, fast_metrics):
     assert not any(name.endswith((".pkl", ".pickle")) for name in model_files)
 
 
-def test_fastsql_writes_exactly_what_log_batch_writes(tmp_path):
-    from mlflow.entities import Metric
-
+def fast_writer(client, kind: str):
+    """fastsql's writer of the client's (sqlite) store: "sqlite" (plain SQL, what sqlite
+    stores get) or "orm" (MLflow's sessions and models, what other databases get)."""
     from fnnbench.tracking import fastsql
+
+    write = fastsql.writer(client)
+    assert write is not None, "fastsql does not support this MLflow version"
+    assert type(write) is fastsql.SqliteWriter
+    return write if kind == "sqlite" else fastsql.Writer(write.store)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "orm"])
+def test_fastsql_writes_exactly_what_log_batch_writes(tmp_path, kind):
+    from mlflow.entities import Metric
 
     client = client_for(tmp_path)
     exp = client.create_experiment("eq")
     a, b = (client.create_run(exp).info.run_id for _ in range(2))
-    write = fastsql.writer(client)
-    assert write is not None, "fastsql does not support this MLflow version"
+    write = fast_writer(client, kind)
     batches = [
         [Metric("loss", 1.0, 1000, 0), Metric("loss", 0.5, 1001, 1),
          Metric("acc", 0.1, 1000, 0), Metric("acc", math.nan, 1001, 1)],
@@ -402,16 +417,15 @@ def test_fastsql_writes_exactly_what_log_batch_writes(tmp_path):
     assert found == {a, b}
 
 
-def test_fastsql_params_tags_and_status_as_mlflow_writes_them(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "orm"])
+def test_fastsql_params_tags_and_status_as_mlflow_writes_them(tmp_path, kind):
     from mlflow.entities import Param, RunTag
     from mlflow.exceptions import MlflowException
-
-    from fnnbench.tracking import fastsql
 
     client = client_for(tmp_path)
     exp = client.create_experiment("eq2")
     a, b = (client.create_run(exp, tags={"t0": "x"}).info.run_id for _ in range(2))
-    write = fastsql.writer(client)
+    write = fast_writer(client, kind)
     params = [Param("optimizer.lr", "0.1"), Param("model.hidden_sizes", "[64, 64]")]
     tags = [RunTag("t0", "y"), RunTag("t1", "z"), RunTag("t1", "last wins")]
     write(a, params=params, tags=tags)
@@ -438,6 +452,101 @@ def test_fastsql_params_tags_and_status_as_mlflow_writes_them(tmp_path):
     client.delete_run(a)
     with pytest.raises(MlflowException):  # ... and a deleted run takes nothing, as in MLflow
         write(a, tags=[RunTag("t3", "deleted")])
+
+
+def _rows(db: Path, sql: str, *args) -> list[tuple]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def test_fastsql_creates_the_run_mlflow_creates(tmp_path):
+    """The runs row, the tags and the params of SqliteWriter.create_run are those of
+    MlflowClient.create_run + log_batch(params), column by column."""
+    from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(tmp_path)
+    exp = client.create_experiment("create")
+    write = fast_writer(client, "sqlite")
+    tags = {"mlflow.user": "someone", "fnnbench.config_hash": "abc", "long": "x" * 5000,
+            "mlflow.parentRunId": "p" * 32}
+    params = [Param("optimizer.lr", "0.1"), Param("model.hidden_sizes", "[64, 64]")]
+    a, uri_a = write.create_run(exp, "activation=relu,seed=0", tags, params)
+    b_run = client.create_run(exp, run_name="activation=relu,seed=0", tags=tags)
+    b = b_run.info.run_id
+    client.log_batch(b, params=params)
+    db = tmp_path / "mlflow.db"
+    cols = [c[1] for c in _rows(db, "PRAGMA table_info(runs)")]
+    row_a, row_b = (dict(zip(cols, _rows(db, "SELECT * FROM runs WHERE run_uuid = ?", r)[0],
+                             strict=True)) for r in (a, b))
+    assert uri_a == row_a["artifact_uri"] and b_run.info.artifact_uri == row_b["artifact_uri"]
+    assert row_a["artifact_uri"] == row_b["artifact_uri"].replace(b, a)
+    assert abs(row_a["start_time"] - row_b["start_time"]) < 60_000
+    for key in ("run_uuid", "artifact_uri", "start_time"):
+        row_a.pop(key), row_b.pop(key)
+    assert row_a == row_b and row_a["status"] == "RUNNING" and row_a["user_id"] == "someone"
+    for table in ("tags", "params"):
+        got = [_rows(db, f"SELECT key, value FROM {table} WHERE run_uuid = ? ORDER BY key", r)
+               for r in (a, b)]
+        assert got[0] == got[1] and got[0], table
+    ra = client.get_run(a)
+    assert ra.info.run_name == "activation=relu,seed=0" and ra.info.lifecycle_stage == "active"
+    assert ra.data.params == {p.key: p.value for p in params}
+    # an experiment that is not active, or none: MLflow's errors, and no row written
+    n_runs = len(_rows(db, "SELECT run_uuid FROM runs"))
+    client.delete_experiment(exp)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        write.create_run(exp, "x", {}, params)
+    with pytest.raises(MlflowException, match="No Experiment with id=424242 exists"):
+        write.create_run("424242", "x", {}, params)
+    with pytest.raises(ValueError):  # a run name tag other than the name: left to MLflow
+        write.create_run(exp, "x", {"mlflow.runName": "y"})
+    assert len(_rows(db, "SELECT run_uuid FROM runs")) == n_runs
+
+
+def test_fastsql_finds_the_finished_run_search_runs_finds(tmp_path):
+    """find_finished (one query) against the skip-finished lookup by MLflow's search_runs,
+    over the runs it must leave out: running, failed, deleted, parent runs, other
+    experiments, other hashes."""
+    import time as time_
+
+    from fnnbench.tracking import names
+    from fnnbench.tracking import run as trun
+
+    client = client_for(tmp_path)
+    exp, other = client.create_experiment("find"), client.create_experiment("other")
+    write = fast_writer(client, "sqlite")
+    key = names.TAG_CONFIG_HASH
+
+    def lookups(h):
+        return (write.find_finished(exp, key, h, names.TAG_PARENT),
+                trun._skip_lookup(client, exp, h, None))
+
+    def run(h, status="FINISHED", experiment=None, **tags):
+        r = client.create_run(experiment or exp, tags={key: h, **tags}).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(r, status)
+        time_.sleep(0.002)  # distinct start times
+        return r
+
+    assert lookups("h") == (None, None)
+    run("h", status="RUNNING")
+    run("h", status="FAILED")
+    run("h", experiment=other)
+    run("h", **{names.TAG_PARENT: "true"})
+    client.delete_run(run("h"))
+    run("h2")
+    assert lookups("h") == (None, None)
+    old = run("h")
+    assert lookups("h") == (old, old)
+    new = run("h", **{names.TAG_PARENT: "false"})
+    assert lookups("h") == (new, new)
+    assert lookups("h2")[0] == lookups("h2")[1] is not None
 
 
 def test_fastsql_falls_back_to_log_batch(tmp_path):
@@ -501,8 +610,13 @@ def test_every_job_gets_its_own_model(tmp_path):
         size = sum(p.stat().st_size for p in Path(local).rglob("*")
                    if p.is_file() and p.name in ("params.npz", "_model_code.py"))
         assert meta.model_size_bytes >= size
-        loaded.append((meta.model_uuid, proba))
-    assert len({uuid for uuid, _ in loaded}) == 3
+        # the MLmodel is the text MLflow's Model.save writes for it
+        assert (Path(local) / "MLmodel").read_text() == meta.to_yaml()
+        files = sorted(str(p.relative_to(local)) for p in Path(local).rglob("*") if p.is_file())
+        loaded.append((meta.model_uuid, proba, files))
+    assert len({uuid for uuid, _, _ in loaded}) == 3
+    assert loaded[0][2] == loaded[1][2] == loaded[2][2]
+    assert {"MLmodel", "artifacts/params.npz", "_model_code.py"} <= set(loaded[0][2])
     assert not np.allclose(loaded[0][1], loaded[1][1])
 
 

@@ -1,32 +1,43 @@
-"""Bulk writes for SQL stores: the rows `log_batch` and `set_terminated` would write, 10x cheaper.
+"""The writes of a job's run on SQL stores, several times cheaper than MLflow's own calls.
 
 MLflow's SQL store builds one ORM object per metric value (~0.1-0.3 ms each, as much as a
-digits training epoch costs for 14 metrics), and `log_batch` opens a session for its params,
-another for its metrics and another for its tags. Here metrics, params, tags and the final
-status go in one transaction, after MLflow's own run-is-active check: rows with SQLAlchemy
-Core `INSERT ... executemany` into MLflow's own tables, `latest_metrics` updated by MLflow's
-own method with one candidate per key, a param never changed once logged (as MLflow refuses),
-a tag inserted or updated, the status and end time set as `update_run_info` sets them. Values
-are sanitised by MLflow's own `sanitize_metric_value` (NaN stored as NaN, +-inf clamped), keys
-and values validated by MLflow's own validators.
+digits training epoch costs for 14 metrics), `log_batch` opens a session for its params,
+another for its metrics and another for its tags, and `create_run` reads the experiment with
+its tags and the new run back. Here a job's run takes two transactions for a short job: the
+run with its tags and params (`Writer.create_run`), then the metrics, the last tags and the
+final status (`Writer.__call__`), plus one per periodic flush. The rows are MLflow's own:
+metrics into its tables, `latest_metrics` updated as MLflow updates it (the newest
+(step, timestamp, value) wins), a param never changed once logged (as MLflow refuses), a tag
+inserted or updated, the status and end time set as `update_run_info` sets them, a new run's
+row as `SqlAlchemyStore.create_run` fills it. Values are sanitised by MLflow's own
+`sanitize_metric_value` (NaN stored as NaN, +-inf clamped), keys and values validated by
+MLflow's own validators, and a run or experiment that is not active refused with MLflow's
+errors.
+
+sqlite (the embedded store) goes through the DB-API connection of MLflow's own engine: plain
+SQL on MLflow's tables, one `BEGIN IMMEDIATE` transaction, MLflow's connection pragmas. Other
+databases use SQLAlchemy with MLflow's sessions and models (and MLflow's own `create_run`).
+The skip-finished lookup (`Writer.find_finished`) is one indexed query on sqlite.
 
 It leans on SqlAlchemyStore internals, so it is used only with the MLflow versions in
-TESTED_MLFLOW (tests/test_tracking.py checks it writes exactly what log_batch writes); any
+TESTED_MLFLOW (tests/test_tracking.py checks it writes exactly what MLflow's calls write); any
 other version, a non-SQL store, `tracking.fast_metrics: false`, or any error in a batch falls
-back to `MlflowClient.log_batch`.
+back to `MlflowClient`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 
 TESTED_MLFLOW = ("3.17.",)  # version prefixes whose SqlAlchemyStore internals this matches
+_KEYS_PER_QUERY = 500  # bound parameters of one `key IN (...)` (as MLflow batches them)
 
 
-def writer(client) -> Callable[..., None] | None:
-    """A function ``write(run_id, metrics=(), params=(), tags=(), status=None, end_time=None)``
-    for the client's SQL store, or None if unusable: one transaction for what
-    ``log_batch`` + ``set_terminated`` write in several."""
+def writer(client) -> Writer | None:
+    """The :class:`Writer` of the client's SQL store, or None if unusable (not a SQL store,
+    an untested MLflow version, a subclass of the store)."""
     try:
         import sys
 
@@ -44,31 +55,41 @@ def writer(client) -> Callable[..., None] | None:
         if type(store) is not SqlAlchemyStore:  # subclasses (workspaces) may behave otherwise
             return None
         for name in ("ManagedSessionMaker", "_get_run", "_check_run_is_active",
-                     "sanitize_metric_value", "_update_latest_metrics_if_necessary"):
+                     "sanitize_metric_value", "_update_latest_metrics_if_necessary", "engine"):
             if not hasattr(store, name):
                 return None
+        if store.engine.dialect.name == "sqlite":
+            return SqliteWriter(store)
+        return Writer(store)
     except Exception:
         return None
 
-    from mlflow.entities import RunStatus
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-    from mlflow.store.tracking.dbmodels.models import SqlMetric, SqlParam, SqlTag
-    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-    from mlflow.utils.validation import _validate_metric, _validate_param, _validate_tag
-    from sqlalchemy import insert, select, update
 
-    validated: set[str] = set()
+class Writer:
+    """One transaction for what ``log_batch`` + ``set_terminated`` write in several:
+    ``writer(run_id, metrics=(), params=(), tags=(), status=None, end_time=None)``.
 
-    def write(run_id: str, metrics: Sequence = (), params: Sequence = (), tags: Sequence = (),
-              status: str | None = None, end_time: int | None = None) -> None:
-        rows = []
+    This class writes through MLflow's sessions and models (any SQL database);
+    :class:`SqliteWriter` writes plain SQL and also creates runs and finds finished ones.
+    """
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._validated: set[str] = set()
+
+    # -- what both ways share: MLflow's validation and sanitising ----------------------------
+    def _prepare(self, run_id: str, metrics: Sequence, params: Sequence, tags: Sequence):
+        """(metric rows, the newest row per key, params {key: value}, tags {key: value})."""
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+        from mlflow.utils.validation import _validate_metric, _validate_param, _validate_tag
+
+        rows: list[dict] = []
         latest: dict[str, dict] = {}
         for m in metrics:
-            if m.key not in validated:
+            if m.key not in self._validated:
                 _validate_metric(m.key, m.value, m.timestamp, m.step)
-                validated.add(m.key)
-            is_nan, value = store.sanitize_metric_value(float(m.value))
+                self._validated.add(m.key)
+            is_nan, value = self.store.sanitize_metric_value(float(m.value))
             row = {"key": m.key, "value": value, "timestamp": int(m.timestamp),
                    "step": int(m.step), "is_nan": is_nan, "run_uuid": run_id}
             rows.append(row)
@@ -76,29 +97,69 @@ def writer(client) -> Callable[..., None] | None:
             if best is None or ((row["step"], row["timestamp"], row["value"])
                                 > (best["step"], best["timestamp"], best["value"])):
                 latest[m.key] = row
-        params = {p.key: _validate_param(p.key, p.value).value for p in params}
+        param_values = {p.key: _validate_param(p.key, p.value).value for p in params}
         tag_values: dict[str, str] = {}
         for t in tags:
             if t.key == MLFLOW_RUN_NAME:  # MLflow renames the run too: leave it to MLflow
                 raise ValueError("fastsql does not set the run name")
             tag_values[t.key] = _validate_tag(t.key, t.value).value  # a later value wins
-        if not (rows or params or tag_values or status):
-            return
+        return rows, latest, param_values, tag_values
+
+    @staticmethod
+    def _status(status: str) -> str:
+        from mlflow.entities import RunStatus
+
+        return RunStatus.to_string(RunStatus.from_string(status))
+
+    @staticmethod
+    def _changed_params(run_id: str, params: Mapping[str, str], old: Mapping[str, str]) -> None:
+        """MLflow's refusal to change a logged param."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        changed = {k: (old[k], v) for k, v in params.items() if k in old and old[k] != v}
+        if changed:
+            raise MlflowException(
+                f"Changing param values is not allowed: {changed} for run ID='{run_id}'",
+                INVALID_PARAMETER_VALUE)
+
+    # -- the interface ------------------------------------------------------------------------
+    def __call__(self, run_id: str, metrics: Sequence = (), params: Sequence = (),
+                 tags: Sequence = (), status: str | None = None,
+                 end_time: int | None = None) -> None:
+        rows, latest, params_, tags_ = self._prepare(run_id, metrics, params, tags)
+        if rows or params_ or tags_ or status:
+            self._write(run_id, rows, latest, params_, tags_, status, end_time)
+
+    def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str],
+                   params: Sequence = ()) -> tuple[str, str] | None:
+        """``(run_id, artifact_uri)`` of a new RUNNING run with ``tags`` and ``params``, made
+        in one transaction; None here: MLflow's own ``create_run`` does it."""
+        return None
+
+    def find_finished(self, experiment_id: str, tag_key: str, tag_value: str,
+                      parent_tag: str) -> str | None:
+        """The newest FINISHED active run of the experiment whose tag ``tag_key`` is
+        ``tag_value`` and whose ``parent_tag`` is not "true"; NotImplemented here."""
+        return NotImplemented
+
+    # -- SQLAlchemy ---------------------------------------------------------------------------
+    def _write(self, run_id, rows, latest, params, tag_values, status, end_time) -> None:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric, SqlParam, SqlTag
+        from sqlalchemy import insert, select, update
+
+        store = self.store
         with store.ManagedSessionMaker(read_only=False) as session:
             run = store._get_run(run_uuid=run_id, session=session)
             store._check_run_is_active(run)
             if rows:
-                _insert_metrics(session, rows)
+                session.execute(insert(SqlMetric), rows)
                 store._update_latest_metrics_if_necessary(
                     [SqlMetric(**row) for row in latest.values()], session)
             if params:  # as SqlAlchemyStore._log_params: never change a logged value
                 old = dict(session.execute(select(SqlParam.key, SqlParam.value).where(
                     SqlParam.run_uuid == run_id, SqlParam.key.in_(list(params)))).all())
-                changed = {k: (old[k], v) for k, v in params.items() if k in old and old[k] != v}
-                if changed:
-                    raise MlflowException(
-                        f"Changing param values is not allowed: {changed} for run ID="
-                        f"'{run_id}'", INVALID_PARAMETER_VALUE)
+                self._changed_params(run_id, params, old)
                 new = [{"key": k, "value": v, "run_uuid": run_id}
                        for k, v in params.items() if k not in old]
                 if new:
@@ -114,23 +175,202 @@ def writer(client) -> Callable[..., None] | None:
                 if new_tags:
                     session.execute(insert(SqlTag), new_tags)
             if status is not None:  # as update_run_info
-                values = {"status": RunStatus.to_string(RunStatus.from_string(status))}
+                values = {"status": self._status(status)}
                 if end_time is not None:
                     values["end_time"] = int(end_time)
                 session.execute(update(type(run)).where(
                     type(run).run_uuid == run_id).values(**values))
 
-    def _insert_metrics(session, rows: list[dict]) -> None:
-        """sqlite: the DB-API's executemany (one prepared statement, ~1 us a row); other
-        databases: SQLAlchemy Core's executemany."""
-        conn = session.connection()
-        if conn.dialect.name != "sqlite":
-            session.execute(insert(SqlMetric), rows)
-            return
-        cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
-        table = SqlMetric.__table__.name
-        conn.connection.driver_connection.executemany(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [tuple(r[c] for c in cols) for r in rows])
 
-    return write
+def _chunks(items: Sequence, n: int = _KEYS_PER_QUERY) -> Iterator[Sequence]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+class SqliteWriter(Writer):
+    """:class:`Writer` for sqlite: plain SQL through the DB-API connection of MLflow's engine
+    (its pool, its ``connect`` listeners: ``tune_sqlite``'s synchronous=NORMAL), the pragmas
+    MLflow's sessions set, one ``BEGIN IMMEDIATE`` transaction per call (the write lock taken
+    first: concurrent jobs wait on sqlite's busy timeout instead of failing to upgrade)."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        from mlflow.store.tracking.dbmodels import models as m
+
+        self._engine = store.engine
+        self.t_runs, self.t_exps = m.SqlRun.__tablename__, m.SqlExperiment.__tablename__
+        self.t_metrics, self.t_latest = m.SqlMetric.__tablename__, m.SqlLatestMetric.__tablename__
+        self.t_params, self.t_tags = m.SqlParam.__tablename__, m.SqlTag.__tablename__
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool = True) -> Iterator:
+        """A DB-API connection inside one transaction (``write``: ``BEGIN IMMEDIATE``, else a
+        read transaction): committed at the end of the block, rolled back on any exception;
+        sqlite's errors re-raised as MLflow raises them (a locked database:
+        TEMPORARILY_UNAVAILABLE, "database is locked", which ``store.with_retry`` retries)."""
+        import sqlite3
+
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import BAD_REQUEST, TEMPORARILY_UNAVAILABLE
+
+        pooled = self._engine.raw_connection()
+        try:
+            con = pooled.driver_connection
+            try:
+                con.execute("PRAGMA foreign_keys = ON")  # as MLflow's ManagedSessionMaker
+                con.execute("PRAGMA busy_timeout = 20000")
+                con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield con
+                    con.commit()
+                except BaseException:
+                    con.rollback()
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise MlflowException(str(exc), TEMPORARILY_UNAVAILABLE) from exc
+            except sqlite3.Error as exc:
+                raise MlflowException(str(exc), BAD_REQUEST) from exc
+        finally:
+            pooled.close()
+
+    def _active(self, con, table: str, id_column: str, value, what: str) -> tuple:
+        """The row of an active run / experiment, else MLflow's error for it."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import (
+            INVALID_PARAMETER_VALUE,
+            RESOURCE_DOES_NOT_EXIST,
+        )
+
+        cols = "lifecycle_stage, artifact_location" if what == "Experiment" else "lifecycle_stage"
+        row = con.execute(f"SELECT {cols} FROM {table} WHERE {id_column} = ?",
+                          (value,)).fetchone()
+        if row is None:
+            name = "No Experiment with id={} exists" if what == "Experiment" else (
+                "Run with id={} not found")
+            raise MlflowException(name.format(value), RESOURCE_DOES_NOT_EXIST)
+        if row[0] != "active":
+            raise MlflowException(
+                f"The {what.lower()} {value} must be in the 'active' state. "
+                f"Current state is {row[0]}.", INVALID_PARAMETER_VALUE)
+        return row
+
+    def _write(self, run_id, rows, latest, params, tag_values, status, end_time,
+               con=None) -> None:
+        if con is None:
+            with self._transaction() as con:
+                self._active(con, self.t_runs, "run_uuid", run_id, "Run")
+                self._write(run_id, rows, latest, params, tag_values, status, end_time, con)
+            return
+        if rows:
+            cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+            con.executemany(
+                f"INSERT INTO {self.t_metrics} ({', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?)",
+                [tuple(r[c] for c in cols) for r in rows])
+            self._update_latest(con, run_id, latest)
+        if params:  # never change a logged value
+            old = self._existing(con, self.t_params, run_id, list(params), "key, value")
+            self._changed_params(run_id, params, old)
+            con.executemany(f"INSERT INTO {self.t_params} (key, value, run_uuid) VALUES (?, ?, ?)",
+                            [(k, v, run_id) for k, v in params.items() if k not in old])
+        if tag_values:  # insert, or update the value
+            old = self._existing(con, self.t_tags, run_id, list(tag_values), "key, value")
+            con.executemany(f"UPDATE {self.t_tags} SET value = ? WHERE run_uuid = ? AND key = ?",
+                            [(v, run_id, k) for k, v in tag_values.items() if k in old])
+            con.executemany(f"INSERT INTO {self.t_tags} (key, value, run_uuid) VALUES (?, ?, ?)",
+                            [(k, v, run_id) for k, v in tag_values.items() if k not in old])
+        if status is not None:  # as update_run_info
+            if end_time is None:
+                con.execute(f"UPDATE {self.t_runs} SET status = ? WHERE run_uuid = ?",
+                            (self._status(status), run_id))
+            else:
+                con.execute(f"UPDATE {self.t_runs} SET status = ?, end_time = ? "
+                            "WHERE run_uuid = ?", (self._status(status), int(end_time), run_id))
+
+    def _existing(self, con, table: str, run_id: str, keys: list[str], cols: str) -> dict:
+        out: dict = {}
+        for batch in _chunks(keys):
+            marks = ", ".join("?" * len(batch))
+            out.update(con.execute(
+                f"SELECT {cols} FROM {table} WHERE run_uuid = ? AND key IN ({marks})",
+                (run_id, *batch)).fetchall())
+        return out
+
+    def _update_latest(self, con, run_id: str, latest: Mapping[str, dict]) -> None:
+        """As ``_update_latest_metrics_if_necessary``: a key's row replaced by a strictly
+        newer (step, timestamp, value), inserted when the key has none."""
+        old = {}
+        for batch in _chunks(sorted(latest)):
+            marks = ", ".join("?" * len(batch))
+            for key, step, timestamp, value in con.execute(
+                    f"SELECT key, step, timestamp, value FROM {self.t_latest} "
+                    f"WHERE run_uuid = ? AND key IN ({marks})", (run_id, *batch)):
+                old[key] = (step, timestamp, value)
+        new, newer = [], []
+        for key, r in latest.items():
+            if key not in old:
+                new.append((key, r["value"], r["timestamp"], r["step"], r["is_nan"], run_id))
+            elif (r["step"], r["timestamp"], r["value"]) > old[key]:
+                newer.append((r["value"], r["timestamp"], r["step"], r["is_nan"], run_id, key))
+        con.executemany(f"INSERT INTO {self.t_latest} (key, value, timestamp, step, is_nan, "
+                        "run_uuid) VALUES (?, ?, ?, ?, ?, ?)", new)
+        con.executemany(f"UPDATE {self.t_latest} SET value = ?, timestamp = ?, step = ?, "
+                        "is_nan = ? WHERE run_uuid = ? AND key = ?", newer)
+
+    def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str],
+                   params: Sequence = ()) -> tuple[str, str]:
+        """As ``MlflowClient.create_run(experiment_id, run_name=run_name, tags=tags)`` (the
+        same row: status RUNNING, source type UNKNOWN, user from the mlflow.user tag, the
+        run name also as the mlflow.runName tag, artifact URI under the experiment's) plus
+        the params, in one transaction."""
+        import time
+
+        from mlflow.entities import LifecycleStage, RunStatus, SourceType
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
+        from mlflow.utils.uri import append_to_uri_path
+
+        tags = dict(tags)
+        if tags.get(MLFLOW_RUN_NAME, run_name) != run_name or not run_name:
+            raise ValueError("fastsql creates runs with one non-empty name")
+        _, _, params_, tags_ = self._prepare("", (), params, [_Tag(k, v) for k, v in
+                                                              tags.items()])
+        tags_[MLFLOW_RUN_NAME] = run_name
+        run_id = uuid.uuid4().hex
+        start = int(time.time() * 1000)
+        with self._transaction() as con:
+            _, location = self._active(con, self.t_exps, "experiment_id", int(experiment_id),
+                                       "Experiment")
+            artifact_uri = append_to_uri_path(location, run_id, "artifacts")
+            con.execute(
+                f"INSERT INTO {self.t_runs} (run_uuid, name, source_type, source_name, "
+                "entry_point_name, user_id, status, start_time, end_time, deleted_time, "
+                "source_version, lifecycle_stage, artifact_uri, experiment_id) "
+                "VALUES (?, ?, ?, '', '', ?, ?, ?, NULL, NULL, '', ?, ?, ?)",
+                (run_id, run_name, SourceType.to_string(SourceType.UNKNOWN),
+                 tags.get(MLFLOW_USER, "unknown"), RunStatus.to_string(RunStatus.RUNNING),
+                 start, LifecycleStage.ACTIVE, artifact_uri, int(experiment_id)))
+            self._write(run_id, [], {}, params_, tags_, None, None, con)
+        return run_id, artifact_uri
+
+    def find_finished(self, experiment_id: str, tag_key: str, tag_value: str,
+                      parent_tag: str) -> str | None:
+        """One query on the tags (key, value) index: as ``search_runs`` with ``tags.`key` =
+        'value' and attributes.status = 'FINISHED'`` over active runs, newest first (ties by
+        run id), parent runs left out."""
+        with self._transaction(write=False) as con:
+            row = con.execute(
+                f"SELECT r.run_uuid FROM {self.t_runs} r JOIN {self.t_tags} t "
+                "ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
+                "WHERE r.experiment_id = ? AND r.status = 'FINISHED' "
+                "AND r.lifecycle_stage = 'active' AND NOT EXISTS ("
+                f"SELECT 1 FROM {self.t_tags} p WHERE p.run_uuid = r.run_uuid "
+                "AND p.key = ? AND p.value = 'true') "
+                "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
+                (tag_key, tag_value, int(experiment_id), parent_tag)).fetchone()
+        return row[0] if row else None
+
+
+class _Tag:
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: str, value: str) -> None:
+        self.key, self.value = key, value

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import yaml
 
 MODEL_CODE = Path(__file__).with_name("_model_code.py")
 
@@ -80,36 +81,47 @@ def save_pyfunc(path: str | Path, params_npz: str | Path, net) -> None:
     """Write a pyfunc model directory at `path` from `net` and its `net.save` file.
 
     The first model of each input/output shape in a process is written by
-    `mlflow.pyfunc.save_model`; later ones copy that directory and change only what is theirs
-    (artifacts/params.npz, model_uuid, utc_time_created, model_size_bytes, the params uri),
-    through MLflow's own `Model.load`/`Model.save`: 3-4x cheaper per job than a full save.
+    `mlflow.pyfunc.save_model`; later ones copy that directory's files and change only what
+    is theirs (artifacts/params.npz, model_uuid, utc_time_created, model_size_bytes, the
+    params uri) in its MLmodel: the dict of MLflow's own `Model.to_dict`, written as
+    `Model.save` writes it (`yaml.safe_dump`, default_flow_style=False) with libyaml's
+    emitter when PyYAML has it (the same text, 5x faster): ~4x cheaper per job than a full
+    save.
     """
-    from mlflow.models import Model
-
     path, params_npz = Path(path), Path(params_npz)
-    sig = signature(net)
-    key = (sig.inputs.to_json(), sig.outputs.to_json())
+    n_in = int(net.sizes[0])
+    key = (n_in, int(net.predict_proba(np.zeros((1, n_in))).shape[1]))
     template = _TEMPLATES.get(key)
     if template is None:
-        _save_with_mlflow(path, params_npz, sig)
+        _save_with_mlflow(path, params_npz, signature(net))
         root = Path(tempfile.mkdtemp(prefix="fnnbench-model-"))
         atexit.register(shutil.rmtree, root, True)
         shutil.copytree(path, root / "model")
         _TEMPLATES[key] = root / "model"
         return
-    shutil.copytree(template, path)
-    target = path / "artifacts" / "params.npz"
-    shutil.copyfile(params_npz, target)
-    if key not in _TEMPLATE_MODELS:  # MLmodel parsed once per shape, copied per job
-        _TEMPLATE_MODELS[key] = Model.load(str(template))
-    model = copy.deepcopy(_TEMPLATE_MODELS[key])
-    model.model_uuid = uuid.uuid4().hex
-    model.utc_time_created = str(datetime.now(UTC).replace(tzinfo=None))
-    if model.model_size_bytes:
-        model.model_size_bytes += target.stat().st_size - (template / "artifacts" /
-                                                          "params.npz").stat().st_size
-    model.flavors["python_function"]["artifacts"]["params"]["uri"] = str(params_npz)
-    model.save(str(path / "MLmodel"))
+    if key not in _TEMPLATE_MODELS:  # parsed once per shape, its files listed once
+        from mlflow.models import Model
+
+        files = sorted(p.relative_to(template) for p in template.rglob("*") if p.is_file())
+        _TEMPLATE_MODELS[key] = (Model.load(str(template)).to_dict(), files)
+    mlmodel, files = _TEMPLATE_MODELS[key]
+    for rel in files:
+        if rel.name == "MLmodel":
+            continue
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel == _PARAMS:
+            shutil.copyfile(params_npz, path / rel)
+        else:
+            shutil.copyfile(template / rel, path / rel)
+    model = copy.deepcopy(mlmodel)
+    model["model_uuid"] = uuid.uuid4().hex
+    model["utc_time_created"] = str(datetime.now(UTC).replace(tzinfo=None))
+    if model.get("model_size_bytes"):
+        model["model_size_bytes"] += ((path / _PARAMS).stat().st_size
+                                     - (template / _PARAMS).stat().st_size)
+    model["flavors"]["python_function"]["artifacts"]["params"]["uri"] = str(params_npz)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    (path / "MLmodel").write_text(yaml.dump(model, Dumper=dumper, default_flow_style=False))
 
 
 def _save_with_mlflow(path: Path, params_npz: Path, sig) -> None:
@@ -125,6 +137,8 @@ def _save_with_mlflow(path: Path, params_npz: Path, sig) -> None:
         )
 
 
-# (input schema, output schema) -> a model directory written by save_model in this process
-_TEMPLATES: dict[tuple[str, str], Path] = {}
-_TEMPLATE_MODELS: dict[tuple[str, str], object] = {}  # their MLmodel, loaded
+# (inputs, classes) -> a model directory written by save_model in this process
+_TEMPLATES: dict[tuple[int, int], Path] = {}
+# (inputs, classes) -> (its MLmodel as Model.to_dict, its files relative to the directory)
+_TEMPLATE_MODELS: dict[tuple[int, int], tuple[dict, list[Path]]] = {}
+_PARAMS = Path("artifacts", "params.npz")

@@ -131,7 +131,7 @@ class JobRun:
     def __init__(self, client=None, run_id: str | None = None, *, uri: str | None = None,
                  experiment_id: str | None = None, name: str = "", cfg: Mapping | None = None,
                  skipped: bool = False, finished_run_id: str | None = None,
-                 artifact_uri: str | None = None):
+                 artifact_uri: str | None = None, fast=None, resolved: Mapping | None = None):
         self.client = client
         self.artifact_uri = artifact_uri
         self.run_id = run_id
@@ -159,8 +159,11 @@ class JobRun:
         self._epochs_buffered = 0
         self._last_flush = time.monotonic()
         self.n_metrics_logged = 0
-        self._fast = None
-        if client is not None and run_id is not None and tcfg.get("fast_metrics", True):
+        self._resolved = resolved  # the config with interpolations resolved (config.yaml)
+        self._final_tags: list = []  # written with the final status (fastsql)
+        self._fast = fast
+        if (fast is None and client is not None and run_id is not None
+                and tcfg.get("fast_metrics", True)):
             from fnnbench.tracking import fastsql
 
             self._fast = fastsql.writer(client)
@@ -193,7 +196,10 @@ class JobRun:
             self.flush()
 
     def on_train_end(self, result) -> None:
-        """Flush, log summary metrics and the outcome tag, then the artifacts and the model."""
+        """Log summary metrics and the outcome tag, then the artifacts and the model. With
+        fastsql the metrics and the tag wait for the final status (one transaction at the
+        end of the run, also when the artifacts fail: the run ends FAILED with them);
+        otherwise they are flushed before the artifacts."""
         self.result = result
         if self.run_id is None:
             return
@@ -207,8 +213,11 @@ class JobRun:
             Metric(k, float(v), timestamp, self._last_step)
             for k, v in (getattr(result, "summary", None) or {}).items()
             if _is_number(v) and k not in self._last_keys)
-        # the last epochs, the summary and the outcome: one log_batch call for short jobs
-        self.flush(tags=[RunTag(TAG_OUTCOME, str(getattr(result, "outcome", "unknown")))])
+        outcome = RunTag(TAG_OUTCOME, str(getattr(result, "outcome", "unknown")))
+        if self._fast is not None and self.spool is None:
+            self._final_tags.append(outcome)
+        else:  # the last epochs, the summary and the outcome: one log_batch call for short jobs
+            self.flush(tags=[outcome])
         if self.log_artifacts:
             self._log_artifacts(result)
 
@@ -332,7 +341,9 @@ class JobRun:
 
         if self._cfg is not None:
             dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 10x faster
-            text = yaml.dump(records.resolved(self._cfg), Dumper=dumper, sort_keys=False)
+            resolved = self._resolved if self._resolved is not None else records.resolved(
+                self._cfg)
+            text = yaml.dump(resolved, Dumper=dumper, sort_keys=False)
             (out / "config.yaml").write_text(text)
         history = getattr(result, "history", None)
         if history:
@@ -355,7 +366,8 @@ class JobRun:
             if self.spool is None and self._fast is not None and self._end_fast(status, exc):
                 return
             try:
-                self.flush()
+                self.flush(tags=self._final_tags)
+                self._final_tags = []
             except Exception as flush_exc:
                 print(f"fnnbench: could not write buffered metrics of run {self.run_id}: "
                       f"{records.clip_tag(flush_exc).splitlines()[0]}", file=sys.stderr)
@@ -384,13 +396,14 @@ class JobRun:
 
         if exc is not None and status == "FAILED":
             self._log_error(exc)
-        tags = []
+        tags = list(self._final_tags)
         if status == "KILLED" and self._stop_reason:
             tags.append(RunTag(TAG_ERROR, self._stop_reason))
         if not self._write_fast(metrics=self._buffer, tags=tags, status=status,
                                 end_time=int(time.time() * 1000)):
             return False
         self._reset_buffer()
+        self._final_tags = []
         return True
 
     def _end_quietly(self, status: str, exc: BaseException) -> None:
@@ -483,8 +496,17 @@ def _deferred_signals() -> Iterator[None]:
                 signal.raise_signal(sig)
 
 
-def _skip_lookup(client, exp_id: str, config_hash: str) -> str | None:
-    """Run id of a FINISHED, non-parent run with this config hash in the experiment, or None."""
+def _skip_lookup(client, exp_id: str, config_hash: str, fast=None) -> str | None:
+    """Run id of a FINISHED, non-parent run with this config hash in the experiment, or None
+    (fastsql's one indexed query on sqlite, else MLflow's search)."""
+    if fast is not None:
+        try:
+            found = with_retry(fast.find_finished, exp_id, TAG_CONFIG_HASH, config_hash,
+                               TAG_PARENT)
+            if found is not NotImplemented:
+                return found
+        except Exception:
+            pass
     runs = client.search_runs(
         [exp_id],
         filter_string=(f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}' "
@@ -528,14 +550,20 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
         overrides = list(hc.overrides.task) if hc is not None else []
     overrides = [str(o) for o in overrides]
     name = (job_name or run_name(overrides))[:MAX_RUN_NAME]
-    chash = records.config_hash(cfg)
+    resolved = records.resolved(cfg)
+    chash = records.config_hash(resolved)  # the same hash as of cfg (a copy of resolved)
     parent_id = os.environ.get(ENV_PARENT) or None
 
     skip = tcfg.get("skip_finished")
     if skip is None:
         skip = _is_multirun(hc)
+    fast = None
+    if tcfg.get("fast_metrics", True):
+        from fnnbench.tracking import fastsql
+
+        fast = fastsql.writer(client)
     if skip:
-        finished = _skip_lookup(client, exp_id, chash)
+        finished = _skip_lookup(client, exp_id, chash, fast)
         if finished is not None:
             print(skipped_line(name, finished, exp_id), flush=True)
             if parent_id:
@@ -562,14 +590,21 @@ def job_run(cfg: Mapping, overrides: Sequence[str] | None = None,
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     tags.update(liveness.identity())  # host, pid, start time, heartbeat: see reaper.py
-    run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
-    job = JobRun(client, run.info.run_id, uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
-              artifact_uri=run.info.artifact_uri)
-    params: list = []
+    params = [Param(k, v) for k, v in records.flatten(resolved).items()]
+    created = None
+    if fast is not None:  # the run, its tags and its params in one transaction
+        try:
+            created = with_retry(fast.create_run, exp_id, name, tags, params)
+        except Exception:  # nothing was written: MLflow's own calls below
+            fast = None
+    if created is None:
+        run = with_retry(client.create_run, exp_id, run_name=name, tags=tags)
+        created = (run.info.run_id, run.info.artifact_uri)
+    job = JobRun(client, created[0], uri=uri, experiment_id=exp_id, name=name, cfg=cfg,
+                 artifact_uri=created[1], fast=fast, resolved=resolved)
     try:
         try:
-            params = [Param(k, v) for k, v in records.flatten(records.resolved(cfg)).items()]
-            if job._fast is None or not job._write_fast(params=params):
+            if fast is None and (job._fast is None or not job._write_fast(params=params)):
                 _log_params(client, job.run_id, params)
         except Exception as exc:
             if not job._start_spooling(exc):
