@@ -294,3 +294,48 @@ def test_target_check_every_bad_value_is_one_line():
     one_line = r"^train.target_check_every=-1: must be an integer >= 0 and <= 1000000$"
     with pytest.raises(ConfigError, match=one_line):
         build(make_cfg("train.target_check_every=-1"))
+
+
+def test_evaluation_in_workspaces_gives_the_numbers_of_fresh_arrays():
+    """fit evaluates the training, validation and test sets into workspaces made once per job
+    (mini-batch: a workspace of its own for the training set) and the diagnostics reuse the
+    training forward pass: every per-epoch number must equal, exactly, evaluate() and
+    layer_diagnostics() on new arrays at the parameters of that epoch."""
+    from fnnbench.train import _blas_threads, evaluate, layer_diagnostics, step_threads
+
+    snapshots = []
+
+    class Snap:
+        def __init__(self, net):
+            self.net = net
+
+        def on_epoch_end(self, epoch, metrics):
+            snapshots.append((self.net.theta.copy(), dict(metrics)))
+
+        def on_train_end(self, result):
+            pass
+
+    cfg = make_cfg("dataset=digits", "model.hidden_sizes=[16,16]", "activation=tanh",
+                   "optimizer.batch_size=64", "optimizer.lr=0.2", "train.epochs=3",
+                   "train.diagnostics_every=1", "train.target=0.01",
+                   "train.target_metric=train_error", "train.target_check_every=5")
+    job = build(cfg)
+    s = TrainSettings.from_cfg(cfg.train)
+    fit(job.net, job.opt, job.data, s, job.rng, job.batch_size, callbacks=[Snap(job.net)])
+    net, d = job.net, job.data
+    assert len(snapshots) == 4 and d.X_test is not None and len(d.X_val)
+    # the BLAS thread count fit evaluates with (a different count may change the last bit)
+    n_threads = step_threads(net, len(d.X_train))
+    for theta, metrics in snapshots:
+        net.theta[...] = theta
+        for split, X, y in (("train", d.X_train, d.y_train), ("val", d.X_val, d.y_val),
+                            ("test", d.X_test, d.y_test)):
+            X = np.asarray(X, dtype=net.dtype)
+            T = net.loss.encode(y, net.sizes[-1]).astype(net.dtype)
+            with _blas_threads(n_threads):
+                fresh = evaluate(net, X, T, y)
+            assert (metrics[f"{split}_loss"], metrics[f"{split}_acc"]) == fresh, split
+        T = net.loss.encode(d.y_train, net.sizes[-1]).astype(net.dtype)
+        with _blas_threads(n_threads):
+            diag = layer_diagnostics(net, np.asarray(d.X_train, dtype=net.dtype), T)
+        assert diag and all(metrics[k] == v for k, v in diag.items())
