@@ -117,8 +117,10 @@ def composition(n: int) -> list[str]:
 
 
 # -- 2. per-job breakdown ---------------------------------------------------------------------
-PARTS = ("compose", "data", "build (rest)", "skip lookup", "create run", "params", "flushes",
-         "close run", "artifacts", "evaluation", "training", "other")
+PARTS = ("compose", "data", "build (rest)", "skip lookup", "create run (+ params)", "params",
+         "flushes", "close run (+ last metrics)", "artifacts", "evaluation", "training", "other")
+# the two ways a job's run is written: fastsql (the default) and MLflow's own calls
+TRACKING_PATHS = (("fastsql", []), ("MLflow's calls", ["tracking.fast_metrics=false"]))
 
 
 def _timed(times: dict, part: str, fn: Callable) -> Callable:
@@ -133,12 +135,30 @@ def _timed(times: dict, part: str, fn: Callable) -> Callable:
 
 
 def breakdown(n: int, store: Path) -> tuple[list[str], dict[str, float]]:
-    """Median seconds per part over n default one-epoch jobs, in this process."""
+    """Median seconds per part over n default one-epoch jobs, in this process, written with
+    fastsql and with MLflow's own calls (alternating)."""
+    meds = {}
+    for label, extra in TRACKING_PATHS:
+        meds[label] = _breakdown(n, store.with_name(f"{store.stem}-{len(meds)}.db"), extra)
+    rows = [[p, *(_ms(m[p]) for m in meds.values())] for p in PARTS]
+    rows.append(["**job wall time**", *(_ms(m["wall"]) for m in meds.values())])
+    rows.append(["**harness (wall - training - evaluation)**",
+                 *(_ms(m["harness"]) for m in meds.values())])
+    lines = [f"{n} default jobs (digits, MLP 64, ReLU, one epoch), tracked (sqlite, "
+             "skip-finished on, under a parent run), in one process; median ms per job. "
+             "fastsql is the default; `tracking.fast_metrics=false` writes with MLflow's own "
+             "calls (the way before).", ""]
+    lines += _table(["part", *meds], rows)
+    return lines, meds["fastsql"]
+
+
+def _breakdown(n: int, store: Path, extra: Sequence[str]) -> dict[str, float]:
     import importlib
 
     import mlflow
 
     from fnnbench.cli.compose import Composer
+    from fnnbench.tracking import fastsql
 
     build_mod = importlib.import_module("fnnbench.job.build")
     run_mod = importlib.import_module("fnnbench.job.run")
@@ -159,9 +179,10 @@ def breakdown(n: int, store: Path) -> tuple[list[str], dict[str, float]]:
             (build_mod, "load_dataset", "data"),
             (run_mod, "build", "build (rest)"),
             (trun, "_skip_lookup", "skip lookup"),
-            (mlflow.MlflowClient, "create_run", "create run"),
+            (mlflow.MlflowClient, "create_run", "create run (+ params)"),
+            (fastsql.SqliteWriter, "create_run", "create run (+ params)"),
             (trun.JobRun, "flush", "flushes"),
-            (trun.JobRun, "_end", "close run"),
+            (trun.JobRun, "_end", "close run (+ last metrics)"),
             (trun.JobRun, "_log_artifacts", "artifacts"),
         ]
         saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
@@ -183,7 +204,7 @@ def breakdown(n: int, store: Path) -> tuple[list[str], dict[str, float]]:
                     times.clear()
                     t0 = time.perf_counter()
                     job = [f"seed={i}", "train.epochs=1"]
-                    cfg = composer.compose(job, hydra=False)
+                    cfg = composer.compose([*job, *extra], hydra=False)
                     times["compose"] = time.perf_counter() - t0
                     ctx = JobContext(tuple(job), f"seed={i}", None, parallel=True)
                     with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
@@ -202,26 +223,29 @@ def breakdown(n: int, store: Path) -> tuple[list[str], dict[str, float]]:
             trun._log_params = real_params
             cb.finish()
     med = {p: statistics.median(j.get(p, 0.0) for j in per_job) for p in (*PARTS, "wall")}
-    harness = statistics.median(
+    med["harness"] = statistics.median(
         j["wall"] - j["training"] - j["evaluation"] for j in per_job)
-    rows = [[p, _ms(med[p])] for p in PARTS]
-    rows.append(["**job wall time**", _ms(med["wall"])])
-    rows.append(["**harness (wall - training - evaluation)**", _ms(harness)])
-    lines = [f"{n} default jobs (digits, MLP 64, ReLU, one epoch), tracked (sqlite, "
-             "skip-finished on, under a parent run), in one process; median ms per job.", ""]
-    lines += _table(["part", "ms"], rows)
-    return lines, med
+    return med
 
 
 # -- 3. tracking overhead ---------------------------------------------------------------------
 def tracking_ratio(repeats: int) -> list[str]:
     from benchmarks.tracking_overhead import measure_overhead
 
-    with tempfile.TemporaryDirectory(prefix="fnnbench-bench-") as tmp:
-        o = measure_overhead([], repeats=repeats, store_dir=tmp)
-    return [f"Default job (digits, 30 epochs): {o.on:.3f} s tracked vs {o.off:.3f} s untracked "
-            f"(median of {repeats}), **ratio {o.ratio:.3f}** (goal <= 1.05); fastest-run "
-            f"ratio {o.ratio_best:.3f}."]
+    rows = []
+    for label, extra in TRACKING_PATHS:
+        with tempfile.TemporaryDirectory(prefix="fnnbench-bench-") as tmp:
+            o = measure_overhead(extra, repeats=repeats, store_dir=tmp)
+        rows.append([label, f"{o.on:.3f}", f"{o.off:.3f}", f"{o.ratio:.3f}",
+                     f"**{o.ratio_paired:.3f}**", f"{o.ratio_best:.3f}",
+                     f"{(o.on - o.off) * 1e3:.1f}"])
+    return [f"Default job (digits, 30 epochs, the model logged), in one process, tracked and "
+            f"untracked alternating, median of {repeats} (goal: ratio <= 1.05).", "",
+            *_table(["writes", "tracked s", "untracked s", "ratio of medians",
+                     "median paired ratio", "fastest-run ratio", "tracked - untracked (ms)"],
+                    rows),
+            "", "Paired ratio: each tracked job over the untracked one run just before it (the "
+            "machine's speed drifts less between two neighbours than over the whole run)."]
 
 
 # -- 4. per-job overhead through two workers -------------------------------------------------------
