@@ -510,3 +510,34 @@ def test_a_bad_override_is_one_line_exit_2_and_nothing_written(tmp_path, overrid
     if db.exists():  # the store may exist; no experiment of the claim, no run
         assert experiments(db) in ([], ["Default"]) and runs(db) == []
     assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.slow
+def test_a_later_claims_bad_override_lets_the_claims_before_it_finish(tmp_path):
+    """A claim file of one's own whose quick profile has a bad value, after a shipped claim:
+    its preflight runs while the workers train the first claim. The first claim ends as it
+    would alone (every job and its parent FINISHED, nothing interrupted), the bad one writes
+    nothing, and the reproduction ends with its one-line error, exit 2."""
+    from fnnbench.paths import SWEEPS_DIR
+
+    text = (SWEEPS_DIR / "xor_single_neuron.yaml").read_text()
+    bad = text.replace("  id: xor_single_neuron", "  id: xor_bad").replace(
+        "  experiment: xor_single_neuron", "  experiment: xor_bad").replace(
+        '  quick: ["seed=range(0,5)"', '  quick: ["optimizer.lr=abc", "seed=range(0,5)"')
+    assert bad.count("xor_bad") == 2 and "optimizer.lr=abc" in bad
+    claim = tmp_path / "claims" / "xor_bad.yaml"
+    claim.parent.mkdir()
+    claim.write_text(bad)
+    db = tmp_path / "mlflow.db"
+    r = reproduce(tmp_path, db, "xor_single_neuron", str(claim), "--quick", "--no-report",
+                  timeout=600)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fnnbench.reproduce: error: "), r.stderr
+    assert "optimizer.lr" in lines[0] and "Traceback" not in r.stdout + r.stderr
+    done = runs(db)
+    assert done and {run["experiment"] for run in done} == {"xor_single_neuron"}
+    assert [run for run in done if run["status"] != "FINISHED"] == []
+    assert "xor_bad" not in experiments(db)
+    parent = [run for run in done if run["tags"].get("fnnbench.parent") == "true"]
+    assert len(parent) == 1 and len(done) == 1 + 10  # the quick profile's 10 jobs

@@ -272,8 +272,10 @@ def run_sweeps(sweeps: Sequence[SweepSpec], *, workers: int, log_path: str | Non
                on_claim: Callable[[ClaimRun], None] | None = None) -> list[ClaimRun]:
     """Run ``sweeps`` through one pool of ``workers`` processes, in order. Calls ``on_job``
     per job and ``on_claim`` per sweep as they end. The first sweep's preflight runs before
-    any job starts, the others' while the workers train (a sweep that fails its preflight
-    ends the run with a ConfigError after the sweeps before it)."""
+    any job starts, the others' while the workers train. A sweep that fails its preflight
+    (or cannot open its parent run) writes nothing and ends the run: no job is queued after
+    it, the sweeps before it finish as they would (their jobs are not interrupted), then its
+    error is raised."""
     from fnnbench.cli.compose import Composer
 
     composer = Composer()
@@ -285,6 +287,7 @@ def run_sweeps(sweeps: Sequence[SweepSpec], *, workers: int, log_path: str | Non
                                   initializer=_worker_init, initargs=(log_path,))
     pending: dict[cf.Future, _Task] = {}
     tasks = _tasks(list(sweeps), composer, opened, runs, remaining)
+    deferred: list[Exception] = []  # a later sweep's error, raised once the others are done
 
     def close(claim: str, ended_early: str | None = None) -> None:
         cb = opened.pop(claim, None)
@@ -302,10 +305,17 @@ def run_sweeps(sweeps: Sequence[SweepSpec], *, workers: int, log_path: str | Non
             on_claim(run)
 
     def fill() -> None:
+        nonlocal tasks
         while len(pending) < 2 * workers:
             try:
                 task = next(tasks)
             except StopIteration:
+                break
+            except Exception as exc:
+                if not pending and not opened:
+                    raise  # nothing is running: the error now
+                deferred.append(exc)
+                tasks = iter(())
                 break
             if task is not None:
                 pending[pool.submit(_run_task, task)] = task
@@ -366,6 +376,8 @@ def run_sweeps(sweeps: Sequence[SweepSpec], *, workers: int, log_path: str | Non
     pool.shutdown(wait=True)
     for claim in list(opened):
         close(claim)
+    if deferred:
+        raise deferred[0]
     return list(runs.values())
 
 
