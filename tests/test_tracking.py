@@ -549,6 +549,34 @@ def test_fastsql_finds_the_finished_run_search_runs_finds(tmp_path):
     assert lookups("h2")[0] == lookups("h2")[1] is not None
 
 
+def test_fastsql_never_leaves_the_write_lock_held(tmp_path):
+    """An exception or a KeyboardInterrupt anywhere inside a transaction rolls it back: the
+    next writer (another connection, no busy wait) gets the lock at once, and what the
+    interrupted transaction wrote is gone."""
+    import sqlite3
+
+    client = client_for(tmp_path)
+    exp = client.create_experiment("lock")
+    write = fast_writer(client, "sqlite")
+    run_id, _ = write.create_run(exp, "r", {})
+
+    def interrupted(con):
+        con.execute(f"INSERT INTO tags (key, value, run_uuid) VALUES ('half', 'x', '{run_id}')")
+        raise KeyboardInterrupt
+
+    for exc, work in [(KeyboardInterrupt, interrupted),
+                      (ZeroDivisionError, lambda con: 1 / 0)]:
+        with pytest.raises(exc):
+            write._transaction(work)
+        other = sqlite3.connect(tmp_path / "mlflow.db", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" if the lock were held
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+    assert "half" not in client.get_run(run_id).data.tags
+
+
 def test_fastsql_falls_back_to_log_batch(tmp_path):
     from mlflow.entities import Metric
 

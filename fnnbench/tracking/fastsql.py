@@ -27,12 +27,13 @@ back to `MlflowClient`.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 TESTED_MLFLOW = ("3.17.",)  # version prefixes whose SqlAlchemyStore internals this matches
 _KEYS_PER_QUERY = 500  # bound parameters of one `key IN (...)` (as MLflow batches them)
+T = TypeVar("T")
 
 
 def writer(client) -> Writer | None:
@@ -202,12 +203,15 @@ class SqliteWriter(Writer):
         self.t_metrics, self.t_latest = m.SqlMetric.__tablename__, m.SqlLatestMetric.__tablename__
         self.t_params, self.t_tags = m.SqlParam.__tablename__, m.SqlTag.__tablename__
 
-    @contextlib.contextmanager
-    def _transaction(self, write: bool = True) -> Iterator:
-        """A DB-API connection inside one transaction (``write``: ``BEGIN IMMEDIATE``, else a
-        read transaction): committed at the end of the block, rolled back on any exception;
-        sqlite's errors re-raised as MLflow raises them (a locked database:
-        TEMPORARILY_UNAVAILABLE, "database is locked", which ``store.with_retry`` retries)."""
+    def _transaction(self, work: Callable[[Any], T], write: bool = True) -> T:
+        """``work(connection)`` inside one transaction (``write``: ``BEGIN IMMEDIATE``, else a
+        read transaction): committed after it, rolled back on any exception, a
+        KeyboardInterrupt included, wherever it lands: the write lock is never held outside
+        this call (a generator context manager could be left suspended inside its
+        transaction by an interrupt between its ``__enter__`` and the ``with`` body, holding
+        the lock while the run is being closed). sqlite's errors are re-raised as MLflow
+        raises them (a locked database: TEMPORARILY_UNAVAILABLE, "database is locked", which
+        ``store.with_retry`` retries)."""
         import sqlite3
 
         from mlflow.exceptions import MlflowException
@@ -219,12 +223,13 @@ class SqliteWriter(Writer):
             try:
                 con.execute("PRAGMA foreign_keys = ON")  # as MLflow's ManagedSessionMaker
                 con.execute("PRAGMA busy_timeout = 20000")
-                con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
-                    yield con
+                    con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    result = work(con)
                     con.commit()
                 except BaseException:
-                    con.rollback()
+                    if con.in_transaction:
+                        con.rollback()
                     raise
             except sqlite3.OperationalError as exc:
                 raise MlflowException(str(exc), TEMPORARILY_UNAVAILABLE) from exc
@@ -232,6 +237,7 @@ class SqliteWriter(Writer):
                 raise MlflowException(str(exc), BAD_REQUEST) from exc
         finally:
             pooled.close()
+        return result
 
     def _active(self, con, table: str, id_column: str, value, what: str) -> tuple:
         """The row of an active run / experiment, else MLflow's error for it."""
@@ -257,9 +263,10 @@ class SqliteWriter(Writer):
     def _write(self, run_id, rows, latest, params, tag_values, status, end_time,
                con=None) -> None:
         if con is None:
-            with self._transaction() as con:
+            def work(con) -> None:
                 self._active(con, self.t_runs, "run_uuid", run_id, "Run")
                 self._write(run_id, rows, latest, params, tag_values, status, end_time, con)
+            self._transaction(work)
             return
         if rows:
             cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
@@ -336,7 +343,8 @@ class SqliteWriter(Writer):
         tags_[MLFLOW_RUN_NAME] = run_name
         run_id = uuid.uuid4().hex
         start = int(time.time() * 1000)
-        with self._transaction() as con:
+
+        def work(con) -> str:
             _, location = self._active(con, self.t_exps, "experiment_id", int(experiment_id),
                                        "Experiment")
             artifact_uri = append_to_uri_path(location, run_id, "artifacts")
@@ -349,15 +357,16 @@ class SqliteWriter(Writer):
                  tags.get(MLFLOW_USER, "unknown"), RunStatus.to_string(RunStatus.RUNNING),
                  start, LifecycleStage.ACTIVE, artifact_uri, int(experiment_id)))
             self._write(run_id, [], {}, params_, tags_, None, None, con)
-        return run_id, artifact_uri
+            return artifact_uri
+        return run_id, self._transaction(work)
 
     def find_finished(self, experiment_id: str, tag_key: str, tag_value: str,
                       parent_tag: str) -> str | None:
         """One query on the tags (key, value) index: as ``search_runs`` with ``tags.`key` =
         'value' and attributes.status = 'FINISHED'`` over active runs, newest first (ties by
         run id), parent runs left out."""
-        with self._transaction(write=False) as con:
-            row = con.execute(
+        def work(con):
+            return con.execute(
                 f"SELECT r.run_uuid FROM {self.t_runs} r JOIN {self.t_tags} t "
                 "ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
                 "WHERE r.experiment_id = ? AND r.status = 'FINISHED' "
@@ -366,6 +375,7 @@ class SqliteWriter(Writer):
                 "AND p.key = ? AND p.value = 'true') "
                 "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1",
                 (tag_key, tag_value, int(experiment_id), parent_tag)).fetchone()
+        row = self._transaction(work, write=False)
         return row[0] if row else None
 
 
