@@ -195,10 +195,9 @@ class SqliteWriter(Writer):
     MLflow's engine (its pool, its ``connect`` listeners: ``tune_sqlite``'s
     synchronous=NORMAL), the pragmas MLflow's sessions set, one transaction per call (writes:
     ``BEGIN IMMEDIATE``, the write lock taken first). The batches of a running job (metrics,
-    tags, the final status) go through MLflow's sessions as in :class:`Writer`: with them in
-    plain SQL too, a job interrupted by SIGINT while it flushed every epoch hung closing its
-    run in 2 of 3 full test runs (never in 120 runs of that test alone; not understood yet),
-    so the path proven under interrupts stays."""
+    tags, the final status) go through MLflow's sessions as in :class:`Writer` while a hang
+    of an interrupted job's close in full test runs is not understood (it also happened with
+    them on MLflow's sessions; see the README's performance section)."""
 
     def __init__(self, store) -> None:
         super().__init__(store)
