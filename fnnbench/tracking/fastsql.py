@@ -29,11 +29,10 @@ back to `MlflowClient`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 TESTED_MLFLOW = ("3.17.",)  # version prefixes whose SqlAlchemyStore internals this matches
-_KEYS_PER_QUERY = 500  # bound parameters of one `key IN (...)` (as MLflow batches them)
 T = TypeVar("T")
 
 
@@ -184,11 +183,6 @@ class Writer:
                     type(run).run_uuid == run_id).values(**values))
 
 
-def _chunks(items: Sequence, n: int = _KEYS_PER_QUERY) -> Iterator[Sequence]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
-
-
 class SqliteWriter(Writer):
     """:class:`Writer` for sqlite: a new run with its tags and params (``create_run``) and
     the skip-finished lookup (``find_finished``) in plain SQL through the DB-API connection of
@@ -205,7 +199,6 @@ class SqliteWriter(Writer):
 
         self._engine = store.engine
         self.t_runs, self.t_exps = m.SqlRun.__tablename__, m.SqlExperiment.__tablename__
-        self.t_metrics, self.t_latest = m.SqlMetric.__tablename__, m.SqlLatestMetric.__tablename__
         self.t_params, self.t_tags = m.SqlParam.__tablename__, m.SqlTag.__tablename__
 
     def _transaction(self, work: Callable[[Any], T], write: bool = True) -> T:
@@ -265,66 +258,6 @@ class SqliteWriter(Writer):
                 f"Current state is {row[0]}.", INVALID_PARAMETER_VALUE)
         return row
 
-    def _write(self, run_id, rows, latest, params, tag_values, status, end_time,
-               con=None) -> None:
-        if con is None:  # a batch of a running job: MLflow's sessions (see the class)
-            super()._write(run_id, rows, latest, params, tag_values, status, end_time)
-            return
-        if rows:
-            cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
-            con.executemany(
-                f"INSERT INTO {self.t_metrics} ({', '.join(cols)}) VALUES (?, ?, ?, ?, ?, ?)",
-                [tuple(r[c] for c in cols) for r in rows])
-            self._update_latest(con, run_id, latest)
-        if params:  # never change a logged value
-            old = self._existing(con, self.t_params, run_id, list(params), "key, value")
-            self._changed_params(run_id, params, old)
-            con.executemany(f"INSERT INTO {self.t_params} (key, value, run_uuid) VALUES (?, ?, ?)",
-                            [(k, v, run_id) for k, v in params.items() if k not in old])
-        if tag_values:  # insert, or update the value
-            old = self._existing(con, self.t_tags, run_id, list(tag_values), "key, value")
-            con.executemany(f"UPDATE {self.t_tags} SET value = ? WHERE run_uuid = ? AND key = ?",
-                            [(v, run_id, k) for k, v in tag_values.items() if k in old])
-            con.executemany(f"INSERT INTO {self.t_tags} (key, value, run_uuid) VALUES (?, ?, ?)",
-                            [(k, v, run_id) for k, v in tag_values.items() if k not in old])
-        if status is not None:  # as update_run_info
-            if end_time is None:
-                con.execute(f"UPDATE {self.t_runs} SET status = ? WHERE run_uuid = ?",
-                            (self._status(status), run_id))
-            else:
-                con.execute(f"UPDATE {self.t_runs} SET status = ?, end_time = ? "
-                            "WHERE run_uuid = ?", (self._status(status), int(end_time), run_id))
-
-    def _existing(self, con, table: str, run_id: str, keys: list[str], cols: str) -> dict:
-        out: dict = {}
-        for batch in _chunks(keys):
-            marks = ", ".join("?" * len(batch))
-            out.update(con.execute(
-                f"SELECT {cols} FROM {table} WHERE run_uuid = ? AND key IN ({marks})",
-                (run_id, *batch)).fetchall())
-        return out
-
-    def _update_latest(self, con, run_id: str, latest: Mapping[str, dict]) -> None:
-        """As ``_update_latest_metrics_if_necessary``: a key's row replaced by a strictly
-        newer (step, timestamp, value), inserted when the key has none."""
-        old = {}
-        for batch in _chunks(sorted(latest)):
-            marks = ", ".join("?" * len(batch))
-            for key, step, timestamp, value in con.execute(
-                    f"SELECT key, step, timestamp, value FROM {self.t_latest} "
-                    f"WHERE run_uuid = ? AND key IN ({marks})", (run_id, *batch)):
-                old[key] = (step, timestamp, value)
-        new, newer = [], []
-        for key, r in latest.items():
-            if key not in old:
-                new.append((key, r["value"], r["timestamp"], r["step"], r["is_nan"], run_id))
-            elif (r["step"], r["timestamp"], r["value"]) > old[key]:
-                newer.append((r["value"], r["timestamp"], r["step"], r["is_nan"], run_id, key))
-        con.executemany(f"INSERT INTO {self.t_latest} (key, value, timestamp, step, is_nan, "
-                        "run_uuid) VALUES (?, ?, ?, ?, ?, ?)", new)
-        con.executemany(f"UPDATE {self.t_latest} SET value = ?, timestamp = ?, step = ?, "
-                        "is_nan = ? WHERE run_uuid = ? AND key = ?", newer)
-
     def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str],
                    params: Sequence = ()) -> tuple[str, str]:
         """As ``MlflowClient.create_run(experiment_id, run_name=run_name, tags=tags)`` (the
@@ -358,7 +291,11 @@ class SqliteWriter(Writer):
                 (run_id, run_name, SourceType.to_string(SourceType.UNKNOWN),
                  tags.get(MLFLOW_USER, "unknown"), RunStatus.to_string(RunStatus.RUNNING),
                  start, LifecycleStage.ACTIVE, artifact_uri, int(experiment_id)))
-            self._write(run_id, [], {}, params_, tags_, None, None, con)
+            # a new run id: no param or tag of it exists yet
+            con.executemany(f"INSERT INTO {self.t_params} (key, value, run_uuid) "
+                            "VALUES (?, ?, ?)", [(k, v, run_id) for k, v in params_.items()])
+            con.executemany(f"INSERT INTO {self.t_tags} (key, value, run_uuid) VALUES (?, ?, ?)",
+                            [(k, v, run_id) for k, v in tags_.items()])
             return artifact_uri
         return run_id, self._transaction(work)
 
